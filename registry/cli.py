@@ -1,0 +1,118 @@
+"""The `medreg` command line: query results with SQL, list tables, browse the benchmark catalog."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from registry import catalog, db
+
+
+def project_root() -> Path:
+    """The nearest directory upward from the cwd that holds dvc.yaml (else the cwd)."""
+    cwd = Path.cwd()
+    return next((d for d in (cwd, *cwd.parents) if (d / "dvc.yaml").exists()), cwd)
+
+
+def _open(db_path: str | None):
+    """Connect read-only and move to the project root, against which the views' parquet paths resolve."""
+    root = project_root()
+    path = Path(db_path).resolve() if db_path else catalog.dataset_path("results_db", root)
+    os.chdir(root)
+    try:
+        return db.connect(path)
+    except db.QueryError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+def _print(df: pd.DataFrame, fmt: str) -> None:
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", force_ascii=False, default_handler=str))
+    else:
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            click.echo(df.to_string(index=False) if len(df) else f"(no rows; columns: {', '.join(df.columns)})")
+
+
+@click.group()
+@click.version_option(package_name="medreg")
+def main() -> None:
+    """medreg: versioned biomedical QA benchmarks, splits, models and results.
+
+    \b
+    Example:
+      medreg tables
+      medreg query "select benchmark, count(*) from questions group by all"
+    """
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Database file (default: the catalog's results_db).")
+def query(sql: str, fmt: str, db_path: str | None) -> None:
+    """Run read-only SQL (SELECT/EXPLAIN) on the results database and print the result.
+
+    A write statement or a bad query exits with status 2 and DuckDB's message.
+
+    \b
+    Example:
+      medreg query "select benchmark, count(*) n from questions group by all order by n desc"
+      medreg query --format csv "select qid, answer from questions where benchmark = 'medqa'" > medqa.csv
+    """
+    con = _open(db_path)
+    try:
+        frames = db.query(con, sql)
+    except db.QueryError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    for df in frames:
+        _print(df, fmt)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Database file (default: the catalog's results_db).")
+def tables(fmt: str, db_path: str | None) -> None:
+    """List the tables and views of the results database with their row counts.
+
+    \b
+    Example:
+      medreg tables
+    """
+    _print(db.tables(_open(db_path)), fmt)
+
+
+@main.command()
+@click.option("--dir", "mirror_dir", type=click.Path(file_okay=False), help="Also show which files a mirror directory has.")
+def benchmarks(mirror_dir: str | None) -> None:
+    """List the benchmark catalog (registry/benchmarks.yaml); it is linted first.
+
+    \b
+    Example:
+      medreg benchmarks --dir ../shared/benchmarks
+    """
+    try:
+        entries = catalog.benchmarks()
+    except catalog.CatalogError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    rows = []
+    for name, e in entries.items():
+        study = e["hub"]["study"]
+        row = {
+            "name": name,
+            "format": e["answer_format"],
+            "hub": f"{study['path']}/{study.get('config', '')}",
+            "mirror file": e["mirror"]["file"],
+        }
+        if mirror_dir:
+            row["in dir"] = "yes" if (Path(mirror_dir) / e["mirror"]["file"]).is_file() else "no"
+        rows.append(row)
+    _print(pd.DataFrame(rows), "table")

@@ -1,0 +1,1 @@
+"""Pandera models, one per dataset kind written by the pipeline."""

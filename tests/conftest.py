@@ -1,0 +1,57 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared" / "benchmarks"
+DEMO = ROOT / "data" / "demo"
+
+
+@pytest.fixture
+def mirror() -> Path:
+    """The real benchmark mirror beside the repository; tests needing it skip when it is absent."""
+    if not MIRROR.is_dir():
+        pytest.skip(f"real benchmark mirror not found at {MIRROR}")
+    return MIRROR
+
+
+def venv_env() -> dict[str, str]:
+    """Environment whose `python` and `dvc` are this interpreter's."""
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run a command in `cwd` with the venv on PATH, capturing text output."""
+    return subprocess.run(cmd, cwd=cwd, env=venv_env(), capture_output=True, text=True)
+
+
+def copy_project(dest: Path, with_git: bool = True) -> Path:
+    """Copy the tracked and untracked-but-not-ignored files of the repository into `dest`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    if with_git:
+        for cmd in (
+            ["git", "init", "-q"],
+            ["git", "add", "-A"],
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
+        ):
+            subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh copy of the project (a git + DVC repository) in a temp dir, with no pipeline outputs."""
+    return copy_project(tmp_path / "proj")
