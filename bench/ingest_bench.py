@@ -41,7 +41,11 @@ def main() -> None:
             full.append(timed(lambda project=project: dvc(project, "repro")))
             noop.append(timed(lambda project=project: dvc(project, "repro")))
             if MIRROR.is_dir():
-                exp.append(timed(lambda p=project: dvc(p, "exp", "run", "-S", "ingest.source=mirror", "-S", f"ingest.mirror_dir={MIRROR}")))
+                exp.append(
+                    timed(
+                        lambda p=project: dvc(p, "exp", "run", "-S", "ingest.source=mirror", "-S", f"ingest.mirror_dir={MIRROR}")
+                    )
+                )
     rows.append(("dvc repro, demo, from scratch (2 stages)", full, ""))
     rows.append(("dvc repro, nothing changed", noop, ""))
     if MIRROR.is_dir():

@@ -94,6 +94,12 @@ def datasets(path: Path = DATASETS_YAML) -> dict[str, dict[str, Any]]:
     return entries
 
 
+@cache
+def views(path: Path = DATASETS_YAML) -> dict[str, str]:
+    """Derived views of the results database: name -> SELECT over the dataset tables."""
+    return _load_yaml(path).get("views", {}) or {}
+
+
 def dataset_path(name: str, root: Path | str = ".") -> Path:
     """Path of a declared dataset, relative to the project root `root`."""
     try:

@@ -116,3 +116,65 @@ def benchmarks(mirror_dir: str | None) -> None:
             row["in dir"] = "yes" if (Path(mirror_dir) / e["mirror"]["file"]).is_file() else "no"
         rows.append(row)
     _print(pd.DataFrame(rows), "table")
+
+
+def _read_any(path: Path) -> pd.DataFrame:
+    """A table from .jsonl/.json (JSON lines), .csv or .parquet."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=True, dtype=False)
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+    except ValueError as e:
+        raise click.ClickException(f"{path}: cannot read: {e}") from e
+    raise click.ClickException(f"{path}: unsupported input type '{suffix}' (use .jsonl, .csv or .parquet)")
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="Classifier dir (default: the pipeline's)."
+)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--quantize/--no-quantize", default=True, show_default=True, help="Dynamic int8 inference on CPU.")
+def classify(input_path: Path, output_path: Path, model_dir: Path | None, batch_size: int, quantize: bool) -> None:
+    """Label the questions of INPUT reasoning-heavy or knowledge-heavy and write OUTPUT.
+
+    INPUT is JSONL, CSV or parquet with a `question` field and optional `options`
+    (a letter->text mapping or its JSON). OUTPUT (.parquet or .jsonl) keeps every input
+    column and adds p_reasoning, label and threshold.
+
+    \b
+    Example:
+      medreg classify my_questions.jsonl labeled.parquet
+      medreg classify exam.csv exam_labeled.jsonl --model models/classifier
+    """
+    from registry import classifier
+
+    if output_path.suffix.lower() not in (".parquet", ".jsonl"):
+        raise click.ClickException(f"{output_path}: output must end in .parquet or .jsonl")
+    df = _read_any(input_path)
+    if "question" not in df.columns:
+        raise click.ClickException(f"{input_path}: no 'question' column (columns: {', '.join(map(str, df.columns))})")
+    bad = [i for i, q in enumerate(df["question"], start=1) if not isinstance(q, str) or not q.strip()]
+    if bad:
+        rows = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
+        raise click.ClickException(f"{input_path}: row(s) {rows}: field 'question' is empty or not text")
+    model_dir = model_dir or catalog.dataset_path("classifier", project_root())
+    try:
+        tokenizer, model, meta = classifier.load(model_dir, quantize=quantize)
+    except (FileNotFoundError, OSError) as e:
+        raise click.ClickException(str(e)) from e
+    out = classifier.label_frame(df, tokenizer, model, meta, batch_size)
+    from registry.io import atomic_path
+
+    with atomic_path(output_path) as tmp:
+        if output_path.suffix.lower() == ".parquet":
+            out.to_parquet(tmp, index=False)
+        else:
+            out.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    click.echo(f"wrote {len(out)} rows to {output_path}: {(out['label'] == 'reasoning').mean():.1%} reasoning")

@@ -35,6 +35,9 @@ def build(db_path: Path | str, root: Path | str = ".") -> dict[str, int]:
                     raise FileNotFoundError(f"dataset '{name}' ({rel_path}) is missing: run its stage first")
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{rel_path}')")
                 counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for view, sql in catalog.views().items():
+                con.execute(f"CREATE VIEW {view} AS {sql}")
+                counts[view] = con.execute(f"SELECT count(*) FROM {view}").fetchone()[0]
         finally:
             con.close()
     return counts

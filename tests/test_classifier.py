@@ -1,0 +1,146 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from registry import classifier
+from registry.cli import main
+from registry.io import read_parquet
+from schemas.splits import LabelsSchema
+
+from .conftest import DEMO, MIRROR, ROOT, run
+
+FAST = {"max_length": 64, "epochs": 2, "batch_size": 8}
+
+
+def _workdir(path: Path, ingest: dict | None = None, params: dict | None = None) -> Path:
+    """A directory where the stages run on their own copy of params.yaml and the demo inputs."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(DEMO, path / "demo")
+    shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["ingest"].update(demo_dir="demo", **(ingest or {}))
+    p["classifier"].update(params or FAST)
+    (path / "params.yaml").write_text(yaml.safe_dump(p))
+    for stage in ("ingest", "train_classifier"):
+        result = run(["python", "-m", f"stages.{stage}"], path)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return _workdir(tmp_path_factory.mktemp("clf") / "a")
+
+
+def test_question_text_modes():
+    assert classifier.question_text("Q?", {"A": "x", "B": "y"}) == "Q?"
+    assert classifier.question_text("Q?", {"A": "x", "B": "y"}, "question_options") == "Q?\nA. x\nB. y"
+    assert classifier.question_text("Q?", '{"A": "x"}', "question_options") == "Q?\nA. x"
+    with pytest.raises(ValueError, match="text mode"):
+        classifier.question_text("Q?", {"A": "x"}, "everything")
+
+
+def test_split_is_seeded_and_stratified():
+    labels = pd.Series(["reasoning"] * 300 + ["knowledge"] * 100)
+    fractions = {"train": 0.7, "val": 0.15, "test": 0.15}
+    a = classifier.split_labeled(labels, fractions, 1)
+    assert a.equals(classifier.split_labeled(labels, fractions, 1))
+    assert not a.equals(classifier.split_labeled(labels, fractions, 2))
+    for name, n in (("train", 280), ("val", 60), ("test", 60)):
+        part = labels[a == name]
+        assert abs(len(part) - n) <= 1 and (part == "reasoning").mean() == pytest.approx(0.75, abs=0.02)
+
+
+def test_tuned_threshold_maximises_validation_macro_f1():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    p = np.array([0.1, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95])
+    t = classifier.tune_threshold(y, p)
+    assert 0.6 < t <= 0.65 and classifier.macro_f1(y, p, t) == 1.0
+
+
+def test_train_stage_writes_model_card_metrics_and_live_logs(trained):
+    model = trained / "models/classifier"
+    meta = json.loads((model / "medreg.json").read_text())
+    assert meta["labels"] == ["knowledge", "reasoning"] and 0 < meta["threshold"] < 1
+    assert "class-weighted" in (model / "README.md").read_text()
+    metrics = json.loads((trained / "data/metrics/classifier.json").read_text())
+    for key in ("accuracy", "macro_f1", "roc_auc", "majority_baseline", "per_class", "confusion_matrix"):
+        assert key in metrics
+    assert sum(map(sum, metrics["confusion_matrix"]["rows_true_cols_pred"])) == metrics["n"]["test"]
+    live = json.loads((trained / "dvclive/train_classifier/metrics.json").read_text())
+    assert live["step"] == FAST["epochs"] and "val_roc_auc" in live and "test_macro_f1" in live
+    assert (trained / "data/plots/classifier/precision_recall.csv").exists()
+    split = read_parquet(trained / "data/classifier/split.parquet")
+    assert split.split.value_counts().to_dict().keys() == {"train", "val", "test"}
+
+
+def test_same_params_and_seed_give_identical_predictions(trained, tmp_path):
+    again = _workdir(tmp_path / "b")
+    texts = read_parquet(trained / "data/raw/questions.parquet").question.tolist()
+    probs = []
+    for work in (trained, again):
+        tok, model, _ = classifier.load(work / "models/classifier")
+        probs.append(classifier.predict_proba(model, tok, texts, 64))
+    assert np.array_equal(probs[0], probs[1])
+
+
+def test_label_stage_labels_every_question(trained):
+    result = run(["python", "-m", "stages.label"], trained)
+    assert result.returncode == 0, result.stderr
+    labels = read_parquet(trained / "data/splits/labels.parquet")
+    questions = read_parquet(trained / "data/raw/questions.parquet")
+    LabelsSchema.validate(labels)
+    assert len(labels) == len(questions)
+    expert = labels[labels.expert_label.notna()]
+    assert (expert.label_source == "expert").all() and (expert.label == expert.expert_label).all()
+    assert (labels[labels.expert_label.isna()].label_source == "classifier").all()
+    assert expert.classifier_split.notna().all() and labels[labels.expert_label.isna()].classifier_split.isna().all()
+    metrics = json.loads((trained / "data/metrics/splits.json").read_text())
+    assert metrics["reasoning_share"] == pytest.approx((labels.label == "reasoning").mean(), abs=1e-4)
+    assert set(metrics["reasoning_share_by_benchmark"]) == set(questions.benchmark)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_classify_any_table_keeps_columns(trained, tmp_path, suffix, monkeypatch):
+    df = pd.DataFrame({"id": ["a", "b", "c"], "question": ["What is the capital of the kidney?",
+                       "A 54-year-old man has crushing chest pain radiating to the left arm. What is the next step?", "Why?"]})
+    src = tmp_path / f"in{suffix}"
+    {".csv": lambda: df.to_csv(src, index=False), ".jsonl": lambda: df.to_json(src, orient="records", lines=True),
+     ".parquet": lambda: df.to_parquet(src)}[suffix]()
+    monkeypatch.chdir(trained)
+    out = CliRunner().invoke(main, ["classify", str(src), str(tmp_path / "out.jsonl"), "--no-quantize"])
+    assert out.exit_code == 0, out.output
+    got = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
+    assert list(got.id) == ["a", "b", "c"] and got.label.isin(["reasoning", "knowledge"]).all()
+    assert got.p_reasoning.between(0, 1).all()
+
+
+def test_classify_bad_inputs_name_the_problem(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(trained)
+    (tmp_path / "nocol.csv").write_text("id,text\n1,hello\n")
+    out = CliRunner().invoke(main, ["classify", str(tmp_path / "nocol.csv"), str(tmp_path / "o.parquet")])
+    assert out.exit_code != 0 and "no 'question' column" in out.output
+    (tmp_path / "empty.jsonl").write_text('{"question": "ok?"}\n{"question": "  "}\n')
+    out = CliRunner().invoke(main, ["classify", str(tmp_path / "empty.jsonl"), str(tmp_path / "o.parquet")])
+    assert out.exit_code != 0 and "row(s) 2: field 'question' is empty" in out.output
+    assert not (tmp_path / "o.parquet").exists()
+    (tmp_path / "ok.jsonl").write_text('{"question": "ok?"}\n')
+    out = CliRunner().invoke(main, ["classify", str(tmp_path / "ok.jsonl"), str(tmp_path / "o.parquet"), "--model", str(tmp_path)])
+    assert out.exit_code != 0 and "not a medreg classifier" in out.output
+
+
+def test_mirror_classifier_beats_majority_baseline(tmp_path):
+    if not MIRROR.is_dir():
+        pytest.skip(f"real benchmark mirror not found at {MIRROR}")
+    work = _workdir(tmp_path / "m", ingest={"source": "mirror", "mirror_dir": str(MIRROR), "benchmarks": ["medxpertqa"]},
+                    params={"max_length": 128, "epochs": 3})
+    metrics = json.loads((work / "data/metrics/classifier.json").read_text())
+    assert metrics["n"]["test"] >= 150
+    assert metrics["accuracy"] >= metrics["majority_baseline"] + 0.03
+    assert metrics["macro_f1"] >= 0.6
