@@ -31,3 +31,4 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	python bench/ingest_bench.py
+	python bench/classify_bench.py

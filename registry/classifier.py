@@ -64,9 +64,7 @@ def _batches(tokenizer, texts: list[str], order: np.ndarray, batch_size: int, ma
         yield idx, tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
 
 
-def predict_proba(
-    model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, sort_by_length: bool = True
-) -> np.ndarray:
+def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, sort_by_length: bool = True) -> np.ndarray:
     """P(reasoning) per text; length-sorted batches with dynamic padding unless `sort_by_length` is False."""
     model.eval()
     order = np.arange(len(texts))
@@ -114,9 +112,7 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
     steps = params["epochs"] * -(-len(texts) // params["batch_size"])
     warmup = max(1, int(params["warmup"] * steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
     generator = torch.Generator().manual_seed(seed)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(1, params["epochs"] + 1):
@@ -173,9 +169,7 @@ def evaluate(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
         "roc_auc": float(roc_auc_score(y, p)) if len(set(y)) == 2 else None,
         "majority_baseline": float((y == majority).mean()),
         "threshold": threshold,
-        "per_class": {
-            LABELS[c]: {"precision": float(prec[c]), "recall": float(rec[c]), "support": int(support[c])} for c in (0, 1)
-        },
+        "per_class": {LABELS[c]: {"precision": float(prec[c]), "recall": float(rec[c]), "support": int(support[c])} for c in (0, 1)},
         "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_pred": confusion_matrix(y, pred, labels=[0, 1]).tolist()},
     }
 

@@ -136,9 +136,7 @@ def _read_any(path: Path) -> pd.DataFrame:
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="Classifier dir (default: the pipeline's)."
-)
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="Classifier dir (default: the pipeline's).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--quantize/--no-quantize", default=True, show_default=True, help="Dynamic int8 inference on CPU.")
 def classify(input_path: Path, output_path: Path, model_dir: Path | None, batch_size: int, quantize: bool) -> None:

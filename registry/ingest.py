@@ -215,13 +215,7 @@ def _source_of(name: str, entry: dict[str, Any], source: str, root: Path, hub_so
     if spec is None:
         return f"the catalog declares no hub source '{hub_source}' for it", None, None
     if spec["revision"] is None and not allow_unpinned:
-        raise IngestError(
-            [
-                Problem(
-                    name, f"hf://{spec['path']}", "-", "revision", "unpinned revision (set ingest.allow_unpinned: true to accept)"
-                )
-            ]
-        )
+        raise IngestError([Problem(name, f"hf://{spec['path']}", "-", "revision", "unpinned revision (set ingest.allow_unpinned: true to accept)")])
     display = f"hf://{spec['path']}@{spec['revision'] or 'main'}/{spec.get('config') or 'default'}/{spec['split']}"
     return display, spec.get("fields", entry["fields"]), read_hub(spec)
 

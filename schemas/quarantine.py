@@ -20,7 +20,5 @@ class QuarantineSchema(pa.DataFrameModel):
         ordered = True
 
 
-ARROW_SCHEMA = pyarrow.schema(
-    [(name, pyarrow.string()) for name in ("benchmark", "qid", "source_file", "source_row", "errors", "raw")]
-)
+ARROW_SCHEMA = pyarrow.schema([(name, pyarrow.string()) for name in ("benchmark", "qid", "source_file", "source_row", "errors", "raw")])
 """Parquet layout; `errors` holds one reason per line."""

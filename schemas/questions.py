@@ -51,8 +51,7 @@ class QuestionsSchema(pa.DataFrameModel):
     def options_clean(cls, s: Series[object]) -> Series[bool]:
         def ok(opts: object) -> bool:
             return isinstance(opts, dict) and all(
-                isinstance(k, str) and len(k) == 1 and k in LETTERS and isinstance(v, str) and (v == "" or _is_clean(v))
-                for k, v in opts.items()
+                isinstance(k, str) and len(k) == 1 and k in LETTERS and isinstance(v, str) and (v == "" or _is_clean(v)) for k, v in opts.items()
             )
 
         return s.map(ok)

@@ -66,9 +66,7 @@ def main() -> int:
 
         tokenizer, model = classifier.train(*pick["train"], *pick["val"], params, on_epoch)
         p = {name: classifier.predict_proba(model, tokenizer, pick[name][0], params["max_length"]) for name in ("val", "test")}
-        threshold = (
-            classifier.tune_threshold(pick["val"][1], p["val"]) if params["threshold"] == "tune" else float(params["threshold"])
-        )
+        threshold = classifier.tune_threshold(pick["val"][1], p["val"]) if params["threshold"] == "tune" else float(params["threshold"])
         metrics = {name: classifier.evaluate(pick[name][1], p[name], threshold) for name in ("val", "test")}
         live.summary.update(test_accuracy=metrics["test"]["accuracy"], test_macro_f1=metrics["test"]["macro_f1"])
 

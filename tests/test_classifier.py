@@ -108,11 +108,22 @@ def test_label_stage_labels_every_question(trained):
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_classify_any_table_keeps_columns(trained, tmp_path, suffix, monkeypatch):
-    df = pd.DataFrame({"id": ["a", "b", "c"], "question": ["What is the capital of the kidney?",
-                       "A 54-year-old man has crushing chest pain radiating to the left arm. What is the next step?", "Why?"]})
+    df = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "question": [
+                "What is the capital of the kidney?",
+                "A 54-year-old man has crushing chest pain radiating to the left arm. What is the next step?",
+                "Why?",
+            ],
+        }
+    )
     src = tmp_path / f"in{suffix}"
-    {".csv": lambda: df.to_csv(src, index=False), ".jsonl": lambda: df.to_json(src, orient="records", lines=True),
-     ".parquet": lambda: df.to_parquet(src)}[suffix]()
+    {
+        ".csv": lambda: df.to_csv(src, index=False),
+        ".jsonl": lambda: df.to_json(src, orient="records", lines=True),
+        ".parquet": lambda: df.to_parquet(src),
+    }[suffix]()
     monkeypatch.chdir(trained)
     out = CliRunner().invoke(main, ["classify", str(src), str(tmp_path / "out.jsonl"), "--no-quantize"])
     assert out.exit_code == 0, out.output
@@ -138,8 +149,9 @@ def test_classify_bad_inputs_name_the_problem(trained, tmp_path, monkeypatch):
 def test_mirror_classifier_beats_majority_baseline(tmp_path):
     if not MIRROR.is_dir():
         pytest.skip(f"real benchmark mirror not found at {MIRROR}")
-    work = _workdir(tmp_path / "m", ingest={"source": "mirror", "mirror_dir": str(MIRROR), "benchmarks": ["medxpertqa"]},
-                    params={"max_length": 128, "epochs": 3})
+    work = _workdir(
+        tmp_path / "m", ingest={"source": "mirror", "mirror_dir": str(MIRROR), "benchmarks": ["medxpertqa"]}, params={"max_length": 128, "epochs": 3}
+    )
     metrics = json.loads((work / "data/metrics/classifier.json").read_text())
     assert metrics["n"]["test"] >= 150
     assert metrics["accuracy"] >= metrics["majority_baseline"] + 0.03

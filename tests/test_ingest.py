@@ -78,9 +78,7 @@ def test_demo_ingest_validates_is_deterministic_and_reports_skipped(demo):
 def test_normalise_strips_and_nfc_normalises_text():
     entry = catalog.benchmarks()["medqa"]
     decomposed = "  Cafe\u0301 au lait spots\n\n"
-    row, errors = normalise(
-        {"question": decomposed, "options": {"A": " x\u0301 ", "B": "y"}, "answer_idx": "b"}, entry, entry["fields"]
-    )
+    row, errors = normalise({"question": decomposed, "options": {"A": " x\u0301 ", "B": "y"}, "answer_idx": "b"}, entry, entry["fields"])
     assert errors == []
     assert row["question"] == unicodedata.normalize("NFC", "Cafe\u0301 au lait spots") == "Café au lait spots"
     assert row["options"] == {"A": unicodedata.normalize("NFC", "x\u0301"), "B": "y"}
@@ -138,9 +136,7 @@ def test_hub_failure_names_the_benchmark_and_dataset(monkeypatch):
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(
-        IngestError, match=r"hf://zou-lab/BioMed-R1-Eval@\w+/nejm/test:-: field '<source>': cannot read: ConnectionError"
-    ):
+    with pytest.raises(IngestError, match=r"hf://zou-lab/BioMed-R1-Eval@\w+/nejm/test:-: field '<source>': cannot read: ConnectionError"):
         ingest(catalog.benchmarks(), "hub", ".", benchmarks=["nejm"])
 
 

@@ -8,7 +8,7 @@ from registry import catalog, db
 from registry.cli import main
 from registry.ingest import ingest
 from registry.io import write_parquet
-from schemas import quarantine, questions
+from schemas import quarantine, questions, splits
 
 from .conftest import DEMO, ROOT
 
@@ -22,8 +22,10 @@ def workdir(tmp_path_factory):
     write_parquet(result.questions, work / "data/raw/questions.parquet", questions.ARROW_SCHEMA)
     empty = result.questions.iloc[:0][["benchmark", "qid", "source_file", "source_row"]].assign(errors="", raw="")
     write_parquet(empty, work / "data/raw/quarantine.parquet", quarantine.ARROW_SCHEMA)
+    for name, schema in (("classifier_split", splits.CLASSIFIER_SPLIT_ARROW), ("splits", splits.LABELS_ARROW)):
+        write_parquet(schema.empty_table().to_pandas(), catalog.dataset_path(name, work), schema)
     counts = db.build(work / "data/results.duckdb", work)
-    assert counts == {"questions": len(result.questions), "quarantine": 0}
+    assert counts == {"questions": len(result.questions), "quarantine": 0, "classifier_split": 0, "splits": 0, "questions_labeled": 0}
     return work, result.questions
 
 
@@ -86,7 +88,8 @@ def test_tables_lists_views_with_row_counts(workdir, monkeypatch):
     _, q = workdir
     out = _invoke(workdir, monkeypatch, "tables", "--format", "json")
     assert out.exit_code == 0, out.output
-    assert {r["name"]: r["rows"] for r in json.loads(out.output)} == {"questions": len(q), "quarantine": 0}
+    got = {r["name"]: r["rows"] for r in json.loads(out.output)}
+    assert got == {"questions": len(q), "quarantine": 0, "classifier_split": 0, "splits": 0, "questions_labeled": 0}
 
 
 def test_missing_database_is_a_clear_error(tmp_path, monkeypatch):
