@@ -35,9 +35,11 @@ def _print(df: pd.DataFrame, fmt: str) -> None:
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(df.to_json(orient="records", force_ascii=False, default_handler=str))
-    else:
-        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-            click.echo(df.to_string(index=False) if len(df) else f"(no rows; columns: {', '.join(df.columns)})")
+    elif not len(df):
+        click.echo(f"(no rows; columns: {', '.join(df.columns)})")
+    else:  # cut every cell (MAP and long text included) so a wide table stays readable
+        cells = df.map(lambda v: str(v) if len(str(v)) <= 60 else str(v)[:57] + "...")
+        click.echo(cells.to_string(index=False))
 
 
 @click.group()

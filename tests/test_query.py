@@ -102,3 +102,10 @@ def test_every_command_has_help_with_an_example():
     for cmd in ([], ["query"], ["tables"], ["benchmarks"]):
         out = CliRunner().invoke(main, [*cmd, "--help"])
         assert out.exit_code == 0 and "Example" in out.output
+
+
+def test_table_format_cuts_wide_cells(workdir, monkeypatch):
+    out = _invoke(workdir, monkeypatch, "query", "select qid, options, question from questions where benchmark = 'medxpertqa' limit 3")
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert len(lines) == 4 and "..." in out.output and max(map(len, lines)) < 200
