@@ -18,8 +18,11 @@ class QueryError(Exception):
     """A refused or failing query; the message is DuckDB's or names the refused statement."""
 
 
-def build(db_path: Path | str, root: Path | str = ".") -> dict[str, int]:
-    """(Re)create the database with a view per catalog dataset that has a `table`; returns row counts."""
+def build(db_path: Path | str, root: Path | str = ".", models: list[str] = ()) -> dict[str, int]:
+    """(Re)create the database with a view per catalog dataset that has a `table`; returns row counts.
+
+    A `per_model` dataset becomes one view over the files of `models` (the evaluated models).
+    """
     counts = {}
     db_path = Path(db_path).resolve()
     with atomic_path(db_path) as tmp, contextlib.chdir(root):  # views name parquet paths relative to the root
@@ -30,10 +33,15 @@ def build(db_path: Path | str, root: Path | str = ".") -> dict[str, int]:
                 table = entry.get("table")
                 if not table:
                     continue
-                rel_path = entry["path"]  # relative: resolved against the project root at query time
-                if not Path(rel_path).exists():
-                    raise FileNotFoundError(f"dataset '{name}' ({rel_path}) is missing: run its stage first")
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{rel_path}')")
+                # relative paths: resolved against the project root at query time
+                paths = [entry["path"].format(model=m) for m in models] if entry.get("per_model") else [entry["path"]]
+                for rel_path in paths:
+                    if not Path(rel_path).exists():
+                        raise FileNotFoundError(f"dataset '{name}' ({rel_path}) is missing: run its stage first")
+                if not paths:
+                    continue
+                files = ", ".join(f"'{p}'" for p in paths)
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
                 counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for view, sql in catalog.views().items():
                 con.execute(f"CREATE VIEW {view} AS {sql}")

@@ -9,7 +9,7 @@ def main() -> int:
     """Run the stage; returns the exit status."""
     path = catalog.dataset_path("results_db")
     try:
-        counts = db.build(path)
+        counts = db.build(path, models=catalog.load_params()["evaluate"]["models"])
     except FileNotFoundError as e:
         print(e, file=sys.stderr)
         return 1

@@ -1,0 +1,121 @@
+"""How a question is asked (chat messages, prompt hash) and how an answer is read back (tolerant extraction)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+WORD_TO_LETTER = {"yes": "A", "no": "B", "maybe": "C"}  # the ingest stage's fixed yes/no/maybe options
+
+INSTRUCTIONS = {
+    ("letter", "direct"): "Answer with the letter of the correct option only, in the form 'Answer: X'.",
+    ("letter", "cot"): "Think step by step, then give the letter of the correct option on the last line, in the form 'Answer: X'.",
+    ("yes_no_maybe", "direct"): "Answer with yes, no or maybe only, in the form 'Answer: yes'.",
+    ("yes_no_maybe", "cot"): "Think step by step, then answer yes, no or maybe on the last line, in the form 'Answer: yes'.",
+}
+
+
+def user_prompt(row: dict[str, Any], style: str = "direct") -> str:
+    """The question as the user turn: context, question, lettered options, instruction."""
+    parts = [row["context"]] if isinstance(row.get("context"), str) and row["context"] else []
+    parts.append(f"Question: {row['question']}")
+    if row["answer_format"] == "letter":
+        parts.append("Options:\n" + "\n".join(f"{k}. {v}" for k, v in row["options"].items()))
+    parts.append(INSTRUCTIONS[(row["answer_format"], style)])
+    return "\n\n".join(parts)
+
+
+def build_chat(row: dict[str, Any], chat: dict[str, Any]) -> list[dict[str, str]]:
+    """Chat messages for one question under a model's chat settings (system prompt, prompt style)."""
+    messages = [{"role": "system", "content": chat["system"]}] if chat.get("system") else []
+    messages.append({"role": "user", "content": user_prompt(row, chat.get("prompt", "direct"))})
+    return messages
+
+
+def prompt_hash(messages: list[dict[str, str]]) -> str:
+    """A stable 16-hex-digit hash of the exact messages sent."""
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The letter read from a completion (None if none), whether parsing failed, and which rule decided."""
+
+    answer: str | None
+    parse_failed: bool
+    rule: str
+
+
+_NOISE = re.compile(r"\\text\{|\\mathrm\{|[*$`{}]")
+_LETTER = re.compile(r"^[\s(\[]*([A-Za-z])[)\].]?(?=$|[\s.,:;)\]])")
+_SECOND = re.compile(r"^[)\].]?\s*(?:,|/|&|\bor\b|\band\b)\s*[(\[]?([A-Za-z])(?=$|[\s.,:;)\]])", re.IGNORECASE)
+_WORDS = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+_PHRASE = re.compile(
+    r"\b(?:final answer|correct answer|correct option|the answer|answer|option)\s*(?:is|would be|will be|:|=|-)?\s*(?:option\s*)?[:\-]?\s*",
+    re.IGNORECASE,
+)
+_PARENS = re.compile(r"\(([A-Z])\)")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.casefold()).strip()
+
+
+def _read(snippet: str, options: dict[str, str], yes_no_maybe: bool) -> str | None:
+    """Decide one snippet: an option letter, 'ambiguous', 'invalid' or None (no answer in it)."""
+    snippet = _NOISE.sub("", snippet).strip()
+    if yes_no_maybe:
+        words = {w.lower() for w in _WORDS.findall(snippet.split("\n")[0])}
+        if len(words) == 1 and _WORDS.match(snippet):
+            return WORD_TO_LETTER[words.pop()]
+        if len(words) > 1 and _WORDS.match(snippet):
+            return "ambiguous"
+    m = _LETTER.match(snippet)
+    if m:
+        letter, rest = m.group(1), snippet[m.end() :]
+        # a lowercase letter counts only when nothing word-like follows ("answer: c." yes, "answer is a fever" no)
+        if letter.isupper() or not re.match(r"\s+[a-z]", rest):
+            second = _SECOND.match(rest)
+            if second and second.group(1).upper() in options and second.group(1).upper() != letter.upper():
+                return "ambiguous"
+            return letter.upper() if letter.upper() in options else "invalid"
+    text = _norm(snippet)
+    hits = [k for k, v in options.items() if _norm(v) and (text == _norm(v) or text.startswith(_norm(v) + " "))]
+    return hits[0] if len(hits) == 1 else None
+
+
+def extract_answer(completion: str, options: dict[str, str], answer_format: str = "letter", think: str = "keep") -> Extraction:
+    """Read the chosen option from free text; unreadable or ambiguous output is flagged, never raised."""
+    text = completion or ""
+    if think == "strip" or "</think>" in text:
+        text = text.rsplit("</think>", 1)[1] if "</think>" in text else ("" if "<think>" in text else text)
+    yes_no_maybe = answer_format == "yes_no_maybe"
+
+    def decide(snippet: str, rule: str) -> Extraction | None:
+        found = _read(snippet, options, yes_no_maybe)
+        if found in ("ambiguous", "invalid"):
+            return Extraction(None, True, f"{rule}: {found}")
+        return Extraction(found, False, rule) if found else None
+
+    candidates: list[tuple[str, str]] = [(m, "answer tag") for m in _ANSWER_TAG.findall(text)[-1:]]
+    candidates += [(m, "boxed") for m in _BOXED.findall(text)[-1:]]
+    phrases = [text[m.end() :].split("\n")[0] for m in _PHRASE.finditer(text)]
+    candidates += [(p, "answer phrase") for p in reversed(phrases)]  # the last statement wins
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    if len(lines) == 1:
+        candidates.append((lines[0], "whole reply"))
+    if lines:
+        candidates.append((lines[-1], "final line"))
+    for snippet, rule in candidates:
+        result = decide(snippet, rule)
+        if result:
+            return result
+    parens = {p for p in _PARENS.findall(text) if p in options}
+    if len(parens) == 1:
+        return Extraction(parens.pop(), False, "parenthesised letter")
+    return Extraction(None, True, "no answer found")

@@ -1,0 +1,104 @@
+"""Schemas of evaluation outputs: per-model predictions, the summary table and the knowledge-vs-reasoning gaps."""
+
+import pandera.pandas as pa
+import pyarrow
+from pandera.typing import Series
+
+from schemas.questions import LETTERS
+
+SPLIT_VALUES = ["reasoning", "knowledge"]
+
+
+class PredictionsSchema(pa.DataFrameModel):
+    """One row per (model, benchmark, qid): the completion, the extracted answer and its grade."""
+
+    model: Series[str]
+    backend: Series[str] = pa.Field(isin=["transformers", "vllm", "openai"])
+    benchmark: Series[str]
+    qid: Series[str]
+    split: Series[str] = pa.Field(isin=SPLIT_VALUES)
+    answer: Series[str] = pa.Field(isin=list(LETTERS))
+    prompt_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
+    completion: Series[str]
+    extracted: Series[str] = pa.Field(nullable=True, isin=list(LETTERS))
+    correct: Series[bool]
+    parse_failed: Series[bool]
+    extraction_rule: Series[str]
+    tokens: Series[int] = pa.Field(ge=0)
+    latency_s: Series[float] = pa.Field(ge=0)
+
+    class Config:
+        strict = True
+        ordered = True
+        unique = ["model", "benchmark", "qid"]
+
+    @pa.dataframe_check(name="correct means the extracted answer equals the gold answer")
+    def graded(cls, df):
+        return df["correct"] == (df["extracted"] == df["answer"])
+
+    @pa.dataframe_check(name="parse_failed rows have no extracted answer")
+    def flagged(cls, df):
+        return ~(df["parse_failed"] & df["extracted"].notna())
+
+
+PREDICTIONS_ARROW = pyarrow.schema(
+    [(n, pyarrow.string()) for n in ("model", "backend", "benchmark", "qid", "split", "answer", "prompt_hash", "completion", "extracted")]
+    + [("correct", pyarrow.bool_()), ("parse_failed", pyarrow.bool_()), ("extraction_rule", pyarrow.string())]
+    + [("tokens", pyarrow.int64()), ("latency_s", pyarrow.float64())]
+)
+
+
+class SummarySchema(pa.DataFrameModel):
+    """Model x benchmark ('all' = pooled) x split ('all' = both): accuracy with a 95% bootstrap CI."""
+
+    model: Series[str]
+    benchmark: Series[str]
+    split: Series[str] = pa.Field(isin=[*SPLIT_VALUES, "all"])
+    n: Series[int] = pa.Field(gt=0)
+    correct: Series[int] = pa.Field(ge=0)
+    accuracy: Series[float] = pa.Field(ge=0, le=1)
+    ci_low: Series[float] = pa.Field(ge=0, le=1)
+    ci_high: Series[float] = pa.Field(ge=0, le=1)
+    parse_failed: Series[int] = pa.Field(ge=0)
+
+    class Config:
+        strict = True
+        ordered = True
+        unique = ["model", "benchmark", "split"]
+
+    @pa.dataframe_check(name="ci_low <= accuracy <= ci_high")
+    def ci_brackets(cls, df):
+        return (df["ci_low"] <= df["accuracy"] + 1e-12) & (df["accuracy"] <= df["ci_high"] + 1e-12)
+
+
+SUMMARY_ARROW = pyarrow.schema(
+    [("model", pyarrow.string()), ("benchmark", pyarrow.string()), ("split", pyarrow.string())]
+    + [("n", pyarrow.int64()), ("correct", pyarrow.int64())]
+    + [(n, pyarrow.float64()) for n in ("accuracy", "ci_low", "ci_high")]
+    + [("parse_failed", pyarrow.int64())]
+)
+
+
+class GapsSchema(pa.DataFrameModel):
+    """Per model: knowledge minus reasoning accuracy, bootstrap CI, Fisher and benchmark-stratified CMH p-values."""
+
+    model: Series[str] = pa.Field(unique=True)
+    n_knowledge: Series[int] = pa.Field(ge=0)
+    n_reasoning: Series[int] = pa.Field(ge=0)
+    knowledge_accuracy: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    reasoning_accuracy: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    gap: Series[float] = pa.Field(nullable=True, ge=-1, le=1)
+    gap_ci_low: Series[float] = pa.Field(nullable=True)
+    gap_ci_high: Series[float] = pa.Field(nullable=True)
+    p_fisher: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    p_cmh: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+GAPS_ARROW = pyarrow.schema(
+    [("model", pyarrow.string()), ("n_knowledge", pyarrow.int64()), ("n_reasoning", pyarrow.int64())]
+    + [(n, pyarrow.float64()) for n in ("knowledge_accuracy", "reasoning_accuracy", "gap", "gap_ci_low", "gap_ci_high", "p_fisher", "p_cmh")]
+)
