@@ -100,6 +100,7 @@ def generate_cached(
     Generation order depends only on the missing set, so a resumed run repeats exactly the batches a killed run had left.
     """
     missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.items(), key=lambda p: (-len(json.dumps(chats[p[1]])), p[0]))
+    print(f"{desc}: {len(missing)} prompt(s) to generate, {len(set(keys)) - len(missing)} cached")
     if missing:
         backend = make_backend()  # loaded only when something is missing
         with tqdm(total=len(missing), desc=desc, unit="prompt") as bar:
@@ -145,8 +146,8 @@ def score(model: dict[str, Any], backend_name: str, records: list[dict[str, Any]
                 "prompt_hash": h,
                 "completion": c.text,
                 "extracted": ex.answer,
-                "correct": ex.answer == r["answer"],
-                "parse_failed": ex.parse_failed,
+                "correct": int(ex.answer == r["answer"]),  # 0/1, so avg(correct) is an accuracy in SQL
+                "parse_failed": int(ex.parse_failed),
                 "extraction_rule": ex.rule,
                 "tokens": c.tokens,
                 "latency_s": c.latency_s,

@@ -21,8 +21,8 @@ class PredictionsSchema(pa.DataFrameModel):
     prompt_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
     completion: Series[str]
     extracted: Series[str] = pa.Field(nullable=True, isin=list(LETTERS))
-    correct: Series[bool]
-    parse_failed: Series[bool]
+    correct: Series[int] = pa.Field(isin=[0, 1])
+    parse_failed: Series[int] = pa.Field(isin=[0, 1])
     extraction_rule: Series[str]
     tokens: Series[int] = pa.Field(ge=0)
     latency_s: Series[float] = pa.Field(ge=0)
@@ -34,16 +34,16 @@ class PredictionsSchema(pa.DataFrameModel):
 
     @pa.dataframe_check(name="correct means the extracted answer equals the gold answer")
     def graded(cls, df):
-        return df["correct"] == (df["extracted"] == df["answer"])
+        return df["correct"] == (df["extracted"] == df["answer"]).astype(int)
 
     @pa.dataframe_check(name="parse_failed rows have no extracted answer")
     def flagged(cls, df):
-        return ~(df["parse_failed"] & df["extracted"].notna())
+        return ~((df["parse_failed"] == 1) & df["extracted"].notna())
 
 
 PREDICTIONS_ARROW = pyarrow.schema(
     [(n, pyarrow.string()) for n in ("model", "backend", "benchmark", "qid", "split", "answer", "prompt_hash", "completion", "extracted")]
-    + [("correct", pyarrow.bool_()), ("parse_failed", pyarrow.bool_()), ("extraction_rule", pyarrow.string())]
+    + [("correct", pyarrow.int8()), ("parse_failed", pyarrow.int8()), ("extraction_rule", pyarrow.string())]
     + [("tokens", pyarrow.int64()), ("latency_s", pyarrow.float64())]
 )
 

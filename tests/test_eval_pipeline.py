@@ -1,0 +1,112 @@
+import json
+import os
+import signal
+import subprocess
+import time
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from registry.io import read_parquet
+
+from .conftest import copy_project, run, venv_env
+
+pytestmark = pytest.mark.slow
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A project copy after a full demo `dvc repro` (ingest -> classifier -> labels -> convert -> evaluate -> summary -> DB)."""
+    project = copy_project(tmp_path_factory.mktemp("eval") / "proj")
+    result = run(["dvc", "repro"], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project
+
+
+def sql(project, query: str) -> pd.DataFrame:
+    out = run(["medreg", "query", query, "--format", "json"], project)
+    assert out.returncode == 0, out.stderr
+    return pd.DataFrame(json.loads(out.stdout))
+
+
+def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
+    preds = read_parquet(demo / f"data/eval/{MODEL}/predictions.parquet")
+    params = yaml.safe_load((demo / "params.yaml").read_text())["evaluate"]
+    assert preds.groupby("benchmark").size().to_dict() == {"medqa": 8, "medxpertqa": 8, "pubmedqa": 8}
+    assert set(preds["split"]) == {"reasoning", "knowledge"} and (preds["model"] == MODEL).all()
+    assert preds["tokens"].between(1, 32).all() and (preds["latency_s"] > 0).all()
+    assert params["questions"]["limit"] == 8
+
+    got = sql(demo, "select model, split, avg(correct) as acc, count(*) as n from predictions group by all order by split")
+    recount = preds.groupby("split")["correct"].agg(["mean", "size"]).sort_index()
+    assert got["acc"].tolist() == pytest.approx(recount["mean"].tolist()) and got["n"].tolist() == recount["size"].tolist()
+
+    summary = sql(demo, "select * from summary where benchmark = 'medqa' and split = 'knowledge'").iloc[0]
+    medqa_k = preds[(preds.benchmark == "medqa") & (preds.split == "knowledge")]
+    assert (summary["n"], summary["correct"]) == (len(medqa_k), medqa_k["correct"].sum())
+    assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
+    metrics = json.loads((demo / "data/metrics/eval.json").read_text())[MODEL]
+    assert metrics["all"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 24
+    gap = sql(demo, "select * from gaps").iloc[0]
+    assert gap["gap"] == pytest.approx(gap["knowledge_accuracy"] - gap["reasoning_accuracy"]) and 0 <= gap["p_fisher"] <= 1
+    assert "accuracy by split" in run(["dvc", "plots", "show", "--json"], demo).stdout
+
+
+def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
+    result = run(["dvc", "exp", "run", "-S", f"evaluate.models=[{MODEL},{MODEL}-cot]"], demo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Running stage 'evaluate@{MODEL}-cot'" in result.stdout
+    assert f"Running stage 'evaluate@{MODEL}'" not in result.stdout
+    got = sql(demo, "select model, count(*) as n from predictions group by model order by model")
+    assert got.to_dict("list") == {"model": [MODEL, f"{MODEL}-cot"], "n": [24, 24]}
+    assert len(sql(demo, "select * from gaps")) == 2
+
+
+def _stage_dir(demo, dest, limit: int):
+    """A directory where `python -m stages.evaluate` runs alone: params, questions, labels and the converted model."""
+    for rel in ("data/raw", "data/splits", "models/llm"):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        if not (dest / rel).exists():
+            os.symlink(demo / rel, dest / rel)
+    params = yaml.safe_load((demo / "params.yaml").read_text())
+    params["evaluate"]["questions"]["limit"] = limit
+    params["evaluate"]["runtime"]["batch_size"] = 2
+    params["evaluate"]["generation"]["max_new_tokens"] = 8
+    (dest / "params.yaml").write_text(yaml.safe_dump(params))
+    return dest
+
+
+def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path):
+    stage = ["python", "-m", "stages.evaluate", MODEL]
+    ref_dir = _stage_dir(demo, tmp_path / "ref", limit=3)
+    assert run(stage, ref_dir).returncode == 0
+    ref = read_parquet(ref_dir / f"data/eval/{MODEL}/predictions.parquet")
+
+    work = _stage_dir(demo, tmp_path / "work", limit=3)
+    cache = work / f"data/eval/{MODEL}/completions.jsonl"
+    proc = subprocess.Popen(stage, cwd=work, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    done_before = len(cache.read_text().splitlines())
+    assert 2 <= done_before < 9 and not (work / f"data/eval/{MODEL}/predictions.parquet").exists()
+
+    resumed = run(stage, work)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{9 - done_before} prompt(s) to generate, {done_before} cached" in resumed.stdout
+    got = read_parquet(work / f"data/eval/{MODEL}/predictions.parquet")
+    cols = [c for c in ref.columns if c != "latency_s"]
+    pd.testing.assert_frame_equal(got[cols], ref[cols])
+    assert len(cache.read_text().splitlines()) == 9
+
+    _stage_dir(demo, work, limit=4)
+    grown = run(stage, work)
+    assert "3 prompt(s) to generate, 9 cached" in grown.stdout
+    assert len(read_parquet(work / f"data/eval/{MODEL}/predictions.parquet")) == 12
+    con = duckdb.connect()
+    assert con.execute(f"select count(*) from read_json('{cache}', format='newline_delimited')").fetchone()[0] == 12

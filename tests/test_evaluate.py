@@ -1,0 +1,146 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from registry.backends import Backend, Completion, Generation
+from registry.evaluate import CompletionCache, cache_key, cmh_pvalue, evaluate, gaps, select_questions, summarise
+from schemas.eval import GapsSchema, PredictionsSchema, SummarySchema
+
+GEN = Generation(max_new_tokens=4)
+MODEL = {"name": "fake", "chat": {"system": None, "prompt": "direct", "think": "keep"}}
+
+
+class FakeBackend(Backend):
+    """Answers 'Answer: A' for odd question numbers, an unparseable reply otherwise; records what it was asked."""
+
+    name = "transformers"
+
+    def __init__(self, fail_after: int | None = None):
+        self.asked: list[str] = []
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def generate(self, chats, gen):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("killed")
+        self.asked += [c[-1]["content"] for c in chats]
+        return [Completion("Answer: A" if int(c[-1]["content"].split("#")[1].split()[0]) % 2 else "hmm", 2, 0.5) for c in chats]
+
+
+def questions(n_per_bench: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = [
+        {
+            "benchmark": b,
+            "qid": str(i),
+            "question": f"Question #{i} of {b}",
+            "context": None,
+            "options": {"A": "a", "B": "b"},
+            "answer": "A",
+            "answer_format": "letter",
+        }
+        for b in ("b1", "b2")
+        for i in range(n_per_bench)
+    ]
+    q = pd.DataFrame(rows)
+    labels = q[["benchmark", "qid"]].assign(label=["reasoning" if int(i) < 3 else "knowledge" for i in q["qid"]])
+    return q, labels
+
+
+def test_selection_is_seeded_and_a_larger_limit_keeps_the_smaller_set():
+    q, labels = questions(10)
+    small = select_questions(q, labels, "all", 3, seed=1)
+    large = select_questions(q, labels, "all", 6, seed=1)
+    assert small.groupby("benchmark").size().tolist() == [3, 3]
+    assert set(zip(small.benchmark, small.qid)) <= set(zip(large.benchmark, large.qid))
+    assert not small.equals(select_questions(q, labels, "all", 3, seed=2))
+    assert set(select_questions(q, labels, ["b2"], None, 1)["benchmark"]) == {"b2"}
+    with pytest.raises(ValueError, match="nope"):
+        select_questions(q, labels, ["nope"], 3, 1)
+
+
+def test_killed_run_resumes_to_the_same_table_and_a_larger_limit_generates_only_new_items(tmp_path):
+    q, labels = questions(6)
+    rows = select_questions(q, labels, "all", 4, seed=0)
+
+    ref = evaluate(MODEL, rows, FakeBackend, "transformers", GEN, CompletionCache(tmp_path / "ref.jsonl"), batch_size=3)
+    PredictionsSchema.validate(ref)
+
+    cache_path = tmp_path / "c.jsonl"
+    killed = FakeBackend(fail_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(MODEL, rows, lambda: killed, "transformers", GEN, CompletionCache(cache_path), batch_size=3)
+    assert len(cache_path.read_text().splitlines()) == 3  # the first batch survived
+    with cache_path.open("a") as f:
+        f.write('{"key": "torn')  # a write cut by SIGKILL
+    resumed_backend = FakeBackend()
+    cache = CompletionCache(cache_path)
+    assert cache.torn == 1
+    resumed = evaluate(MODEL, rows, lambda: resumed_backend, "transformers", GEN, cache, batch_size=3)
+    assert len(resumed_backend.asked) == 5
+    pd.testing.assert_frame_equal(resumed, ref)
+    assert len(cache_path.read_text().splitlines()) == 8 and not resumed.duplicated(["benchmark", "qid"]).any()
+
+    more = select_questions(q, labels, "all", 6, seed=0)
+    grown_backend = FakeBackend()
+    grown = evaluate(MODEL, more, lambda: grown_backend, "transformers", GEN, CompletionCache(cache_path), batch_size=3)
+    assert len(grown_backend.asked) == 4 and len(grown) == 12
+
+    def never():
+        raise AssertionError("nothing should be generated")
+
+    again = evaluate(MODEL, more, never, "transformers", GEN, CompletionCache(cache_path), batch_size=3)
+    pd.testing.assert_frame_equal(again, grown)
+    assert cache_key("fake", "transformers", "h", GEN) != cache_key("fake", "transformers", "h", Generation(max_new_tokens=5))
+
+
+def test_unparseable_output_is_scored_wrong_and_flagged(tmp_path):
+    q, labels = questions(4)
+    preds = evaluate(MODEL, select_questions(q, labels, "all", None, 0), FakeBackend, "transformers", GEN, CompletionCache(tmp_path / "c.jsonl"), 8)
+    odd = preds["qid"].astype(int) % 2 == 1
+    assert preds.loc[odd, "correct"].all() and not preds.loc[~odd, "correct"].any()
+    assert preds.loc[~odd, "parse_failed"].all() and preds.loc[~odd, "extracted"].isna().all()
+
+
+def hand_made() -> pd.DataFrame:
+    """Model m: b1 knowledge 8/10, b1 reasoning 3/10, b2 knowledge 5/5, b2 reasoning 1/5."""
+    rows = []
+    for bench, split, n, k in [("b1", "knowledge", 10, 8), ("b1", "reasoning", 10, 3), ("b2", "knowledge", 5, 5), ("b2", "reasoning", 5, 1)]:
+        rows += [{"model": "m", "benchmark": bench, "split": split, "correct": i < k, "parse_failed": i == n - 1} for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+def test_summary_counts_accuracy_and_seeded_bootstrap_ci():
+    s = SummarySchema.validate(summarise(hand_made(), n_boot=4000, seed=0))
+    get = s.set_index(["benchmark", "split"])
+    assert get.loc[("b1", "knowledge"), ["n", "correct"]].tolist() == [10, 8]
+    assert get.loc[("all", "all"), ["n", "correct", "parse_failed"]].tolist() == [30, 17, 4]
+    assert get.loc[("all", "reasoning"), "accuracy"] == pytest.approx(4 / 15)
+    lo, hi = get.loc[("all", "all"), ["ci_low", "ci_high"]]
+    se = np.sqrt(17 / 30 * 13 / 30 / 30)
+    assert lo == pytest.approx(17 / 30 - 1.96 * se, abs=0.03) and hi == pytest.approx(17 / 30 + 1.96 * se, abs=0.03)
+    assert get.loc[("b2", "knowledge"), ["ci_low", "ci_high"]].tolist() == [1.0, 1.0]
+    pd.testing.assert_frame_equal(s, summarise(hand_made(), n_boot=4000, seed=0))
+
+
+def test_gap_and_significance_tests_match_direct_computation():
+    g = GapsSchema.validate(gaps(hand_made(), n_boot=4000, seed=0)).iloc[0]
+    assert g["knowledge_accuracy"] == pytest.approx(13 / 15) and g["reasoning_accuracy"] == pytest.approx(4 / 15)
+    assert g["gap"] == pytest.approx(9 / 15) and g["gap_ci_low"] < 9 / 15 < g["gap_ci_high"] and g["gap_ci_low"] > 0.2
+    assert g["p_fisher"] == pytest.approx(stats.fisher_exact([[13, 2], [4, 11]]).pvalue)
+    # CMH by hand: b1 a=8, E=10*11/20, V=10*10*11*9/(400*19); b2 a=5, E=5*6/10, V=5*5*6*4/(100*9)
+    num = (8 - 5.5) + (5 - 3.0)
+    var = 10 * 10 * 11 * 9 / (400 * 19) + 5 * 5 * 6 * 4 / (100 * 9)
+    assert g["p_cmh"] == pytest.approx(stats.chi2.sf((abs(num) - 0.5) ** 2 / var, 1))
+    same = hand_made().assign(correct=True)
+    assert cmh_pvalue(same) != cmh_pvalue(same) or cmh_pvalue(same) == 1.0  # no variance: NaN, never a false positive
+
+
+def test_cache_file_is_plain_jsonl(tmp_path):
+    cache = CompletionCache(tmp_path / "c.jsonl")
+    cache.add([{"key": "k1", "text": "Answer: B", "tokens": 3, "latency_s": 0.1}])
+    assert json.loads((tmp_path / "c.jsonl").read_text())["text"] == "Answer: B"
+    assert "k1" in CompletionCache(tmp_path / "c.jsonl")

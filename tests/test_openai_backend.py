@@ -1,0 +1,137 @@
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from registry.backends import BackendError, Generation, OpenAIBackend
+
+GEN = Generation(max_new_tokens=8)
+CHAT = [{"role": "user", "content": "Which option? Answer: X"}]
+
+
+class FakeServer:
+    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1; `script` gives (status, headers, delay) per request number."""
+
+    def __init__(self, script=None):
+        self.script = script or {}
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    n = len(server.requests)
+                    server.requests.append(body)
+                    server.headers.append(dict(self.headers))
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                status, headers, delay = server.script.get(n, (200, {}, 0.0))
+                time.sleep(delay)
+                payload = (
+                    {
+                        "choices": [{"message": {"role": "assistant", "content": f"Answer: {body['messages'][-1]['content'][-1]}"}}],
+                        "usage": {"completion_tokens": 3},
+                    }
+                    if status == 200
+                    else {"error": {"message": f"scripted {status}"}}
+                )
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(script=None):
+        servers.append(FakeServer(script))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def test_a_500_then_success_is_retried_with_backoff(server, monkeypatch):
+    srv = server({0: (500, {}, 0.0)})
+    monkeypatch.setenv("LOCAL_KEY", "sk-test")
+    backend = OpenAIBackend(srv.url, "served-model", "LOCAL_KEY", backoff_s=0.25)
+    waits = []
+    done = backend.request(CHAT, GEN, sleep=waits.append)
+    assert done.text == "Answer: X" and done.tokens == 3
+    assert len(srv.requests) == 2 and len(waits) == 1 and 0.25 <= waits[0] <= 0.3
+    assert srv.headers[1]["Authorization"] == "Bearer sk-test"
+    body = srv.requests[1]
+    assert body["model"] == "served-model" and body["max_tokens"] == 8 and body["temperature"] == 0.0 and body["messages"] == CHAT
+
+
+def test_429_honours_retry_after_and_gives_up_after_max_retries(server):
+    srv = server({0: (429, {"Retry-After": "3"}, 0.0)})
+    waits = []
+    assert OpenAIBackend(srv.url, "m").request(CHAT, GEN, sleep=waits.append).text == "Answer: X"
+    assert 3 <= waits[0] < 3.5
+    always = server({i: (503, {}, 0.0) for i in range(10)})
+    with pytest.raises(BackendError, match="gave up after 3 attempts"):
+        OpenAIBackend(always.url, "m", max_retries=2).request(CHAT, GEN, sleep=lambda s: None)
+    assert len(always.requests) == 3
+
+
+def test_client_errors_are_not_retried(server):
+    srv = server({0: (400, {}, 0.0)})
+    with pytest.raises(BackendError, match="HTTP 400"):
+        OpenAIBackend(srv.url, "m").request(CHAT, GEN, sleep=lambda s: None)
+    assert len(srv.requests) == 1
+
+
+def test_a_timeout_is_retried(server):
+    srv = server({0: (200, {}, 1.5)})
+    backend = OpenAIBackend(srv.url, "m", timeout_s=0.5)
+    assert backend.request(CHAT, GEN, sleep=lambda s: None).text == "Answer: X"
+    assert len(srv.requests) == 2
+
+
+def test_concurrency_is_bounded_and_order_kept(server):
+    srv = server({i: (200, {}, 0.1) for i in range(12)})
+    chats = [[{"role": "user", "content": f"question {i} -> {'ABCDEFGHIJKL'[i]}"}] for i in range(12)]
+    done = OpenAIBackend(srv.url, "m", concurrency=3).generate(chats, GEN)
+    assert [c.text for c in done] == [f"Answer: {'ABCDEFGHIJKL'[i]}" for i in range(12)]
+    assert srv.max_in_flight == 3
+
+
+def test_prefill_uses_continue_final_message_only_where_declared(server):
+    srv = server()
+    prefilled = [*CHAT, {"role": "assistant", "content": "Let me reason. The answer is C"}]
+    OpenAIBackend(srv.url, "m", continue_final_message=True).request(prefilled, GEN)
+    assert srv.requests[0]["continue_final_message"] is True and srv.requests[0]["add_generation_prompt"] is False
+    with pytest.raises(BackendError, match="continue_final_message"):
+        OpenAIBackend(srv.url, "m").request(prefilled, GEN)
+    assert len(srv.requests) == 1

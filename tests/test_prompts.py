@@ -1,0 +1,73 @@
+import pytest
+
+from registry.prompts import build_chat, extract_answer, prompt_hash, user_prompt
+
+OPTS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Clopidogrel"}
+YNM = {"A": "yes", "B": "no", "C": "maybe"}
+
+LETTER_CASES = [
+    ("Answer: C", "C", False),
+    ("The answer is (B).", "B", False),
+    ("(C)", "C", False),
+    ("\\boxed{C}", "C", False),
+    ("so we get \\boxed{\\text{D}}", "D", False),
+    ("<answer>A</answer>", "A", False),
+    ("<answer> (b) </answer>", "B", False),
+    ("Warfarin", "C", False),  # the option text itself
+    ("Let me think.\nHeparin acts on antithrombin.\nB", "B", False),  # a final line
+    ("Step 1...\nStep 2...\nC. Warfarin", "C", False),
+    ("**Answer:** D", "D", False),
+    ("answer: c", "C", False),  # lowercase letter
+    ("ANSWER: d.", "D", False),
+    ("First I thought Answer: A, but on reflection the final answer is B", "B", False),  # the last statement wins
+    ("<think>Answer: A?</think>\nAnswer: D", "D", False),  # thinking is not the answer
+    ("Answer: A or C", None, True),  # two letters: ambiguous, flagged
+    ("Answer: A, B", None, True),
+    ("Answer: E", None, True),  # not an option
+    ("The answer is a bleeding disorder", None, True),  # lowercase 'a' is an article here
+    ("Answer: Cardiomyopathy", None, True),  # letter inside a word
+    ("", None, True),
+    ("I am not sure.", None, True),
+    ("<think>Considering A and B, the answer is", None, True),  # thinking cut off by the token limit
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "failed"), LETTER_CASES)
+def test_letter_extraction(text, expected, failed):
+    got = extract_answer(text, OPTS, "letter")
+    assert (got.answer, got.parse_failed) == (expected, failed), got
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "failed"),
+    [
+        ("Answer: yes", "A", False),
+        ("No.", "B", False),
+        ("maybe", "C", False),
+        ("\\boxed{no}", "B", False),
+        ("The evidence is mixed, so the answer is maybe.", "C", False),
+        ("Answer: B", "B", False),  # the option letter of 'no'
+        ("Yes or no", None, True),
+        ("It depends on the cohort", None, True),
+    ],
+)
+def test_yes_no_maybe_extraction(text, expected, failed):
+    got = extract_answer(text, YNM, "yes_no_maybe")
+    assert (got.answer, got.parse_failed) == (expected, failed), got
+
+
+def test_think_strip_ignores_an_unclosed_think_block():
+    assert extract_answer("<think>Answer: A", OPTS, "letter", think="strip").parse_failed
+    assert extract_answer("reasoning</think>Answer: C", OPTS, "letter", think="strip").answer == "C"
+
+
+def test_prompt_lists_options_and_instruction_and_hash_tracks_every_byte():
+    row = {"question": "Which drug?", "context": None, "options": OPTS, "answer_format": "letter"}
+    text = user_prompt(row)
+    assert "Question: Which drug?" in text and "C. Warfarin" in text and "Answer: X" in text
+    chat = build_chat(row, {"system": "Be brief.", "prompt": "cot"})
+    assert [m["role"] for m in chat] == ["system", "user"] and "step by step" in chat[1]["content"]
+    assert prompt_hash(chat) != prompt_hash(build_chat(row, {"system": "Be brief!", "prompt": "cot"}))
+    assert prompt_hash(chat) == prompt_hash([dict(m) for m in chat])
+    ynm = user_prompt({"question": "Does X work?", "context": "Abstract text.", "options": YNM, "answer_format": "yes_no_maybe"})
+    assert ynm.startswith("Abstract text.") and "yes, no or maybe" in ynm and "A. yes" not in ynm
