@@ -55,7 +55,7 @@ def test_selection_is_seeded_and_a_larger_limit_keeps_the_smaller_set():
     small = select_questions(q, labels, "all", 3, seed=1)
     large = select_questions(q, labels, "all", 6, seed=1)
     assert small.groupby("benchmark").size().tolist() == [3, 3]
-    assert set(zip(small.benchmark, small.qid)) <= set(zip(large.benchmark, large.qid))
+    assert set(zip(small.benchmark, small.qid, strict=True)) <= set(zip(large.benchmark, large.qid, strict=True))
     assert not small.equals(select_questions(q, labels, "all", 3, seed=2))
     assert set(select_questions(q, labels, ["b2"], None, 1)["benchmark"]) == {"b2"}
     with pytest.raises(ValueError, match="nope"):
