@@ -38,6 +38,7 @@ class Generation:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    ignore_eos: bool = False  # generate exactly max_new_tokens (throughput benchmarks)
 
     @property
     def greedy(self) -> bool:
@@ -67,6 +68,14 @@ def model_location(model: dict[str, Any], root: Path | str = ".", allow_unpinned
             )
         return hub["id"], hub["revision"]
     raise BackendError(f"model '{model['name']}' has an endpoint source: use backend openai")
+
+
+def render_chat(tokenizer: Any, chat: Chat, template_kwargs: dict | None = None) -> str:
+    """Chat template text: a new assistant turn is opened, or a final assistant message is continued unclosed (prefill)."""
+    prefill = continues_final(chat)
+    return tokenizer.apply_chat_template(
+        chat, tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill, **(template_kwargs or {})
+    )
 
 
 class Backend:
@@ -100,11 +109,8 @@ class TransformersBackend(Backend):
         self.batch_size, self.template_kwargs, self.device = batch_size, template_kwargs or {}, device
 
     def render(self, chat: Chat) -> str:
-        """The exact text the model sees: chat template with a generation prompt, or continuing a prefilled turn."""
-        prefill = continues_final(chat)
-        return self.tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill, **self.template_kwargs
-        )
+        """The exact text the model sees (see `render_chat`)."""
+        return render_chat(self.tokenizer, chat, self.template_kwargs)
 
     def generate(self, chats: list[Chat], gen: Generation, progress: bool = True) -> list[Completion]:
         texts = [self.render(c) for c in chats]
@@ -122,6 +128,8 @@ class TransformersBackend(Backend):
         torch = self.torch
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         kwargs: dict[str, Any] = {"max_new_tokens": gen.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if gen.ignore_eos:
+            kwargs["min_new_tokens"] = gen.max_new_tokens
         if gen.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -136,7 +144,7 @@ class TransformersBackend(Backend):
         stops = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, *(eos if isinstance(eos, list) else [eos])}
         completions = []
         for row in new.tolist():
-            n = next((k for k, t in enumerate(row) if t in stops), len(row))
+            n = len(row) if gen.ignore_eos else next((k for k, t in enumerate(row) if t in stops), len(row))
             completions.append(Completion(self.tokenizer.decode(row[:n], skip_special_tokens=True), n, seconds))
         return completions
 
@@ -159,7 +167,9 @@ class VLLMBackend(Backend):
         self.template_kwargs = template_kwargs or {}
 
     def generate(self, chats: list[Chat], gen: Generation) -> list[Completion]:
-        params = self.sampling_params(max_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed)
+        params = self.sampling_params(
+            max_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed, ignore_eos=gen.ignore_eos
+        )
         out: list[Completion] = []
         for prefill in (False, True):  # vLLM applies one template mode per call
             idx = [i for i, c in enumerate(chats) if continues_final(c) == prefill]
@@ -220,6 +230,8 @@ class OpenAIBackend(Backend):
         }
         if not gen.greedy:
             body["seed"] = gen.seed
+        if gen.ignore_eos:
+            body["ignore_eos"] = True  # a vLLM/SGLang server extension
         if continues_final(chat):
             if not self.continue_final_message:
                 raise BackendError(

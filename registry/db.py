@@ -18,10 +18,10 @@ class QueryError(Exception):
     """A refused or failing query; the message is DuckDB's or names the refused statement."""
 
 
-def build(db_path: Path | str, root: Path | str = ".", models: list[str] = ()) -> dict[str, int]:
+def build(db_path: Path | str, root: Path | str = ".", models: dict[str, list[str]] | None = None) -> dict[str, int]:
     """(Re)create the database with a view per catalog dataset that has a `table`; returns row counts.
 
-    A `per_model` dataset becomes one view over the files of `models` (the evaluated models).
+    A dataset with `per_model: <section>` becomes one view over the files of `models[<section>]` (e.g. evaluate.models).
     """
     counts = {}
     db_path = Path(db_path).resolve()
@@ -34,7 +34,8 @@ def build(db_path: Path | str, root: Path | str = ".", models: list[str] = ()) -
                 if not table:
                     continue
                 # relative paths: resolved against the project root at query time
-                paths = [entry["path"].format(model=m) for m in models] if entry.get("per_model") else [entry["path"]]
+                per_model = entry.get("per_model")
+                paths = [entry["path"].format(model=m) for m in (models or {}).get(per_model, [])] if per_model else [entry["path"]]
                 for rel_path in paths:
                     if not Path(rel_path).exists():
                         raise FileNotFoundError(f"dataset '{name}' ({rel_path}) is missing: run its stage first")

@@ -60,14 +60,20 @@ _PHRASE = re.compile(
     re.IGNORECASE,
 )
 _PARENS = re.compile(r"\(([A-Z])\)")
+_IS_CORRECT = re.compile(
+    r"(?:\boption\s+|\()?\b([A-Z])\b\)?(?:\.[^\n.]{0,80})?\s+is\s+(?:the\s+|indeed\s+the\s+)?(?:correct|right|best|most appropriate|most likely)\b"
+)
 
 
 def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.casefold()).strip()
 
 
-def _read(snippet: str, options: dict[str, str], yes_no_maybe: bool) -> str | None:
-    """Decide one snippet: an option letter, 'ambiguous', 'invalid' or None (no answer in it)."""
+def _read(snippet: str, options: dict[str, str], yes_no_maybe: bool, strict: bool = False) -> str | None:
+    """Decide one snippet: an option letter, 'ambiguous', 'invalid' or None (no answer in it).
+
+    strict (a bare line, no 'answer' cue before it): a letter followed by a word is a word ("I think", "A patient").
+    """
     snippet = _NOISE.sub("", snippet).strip()
     if yes_no_maybe:
         words = {w.lower() for w in _WORDS.findall(snippet.split("\n")[0])}
@@ -79,7 +85,9 @@ def _read(snippet: str, options: dict[str, str], yes_no_maybe: bool) -> str | No
     if m:
         letter, rest = m.group(1), snippet[m.end() :]
         # a lowercase letter counts only when nothing word-like follows ("answer: c." yes, "answer is a fever" no)
-        if letter.isupper() or not re.match(r"\s+[a-z]", rest):
+        closed = m.group(0).rstrip()[-1] in ".)]"  # "C. Warfarin", "(C) ..." name an option
+        wordlike = re.match(r"\s+\w", rest) if strict and not closed else re.match(r"\s+[a-z]", rest)
+        if (letter.isupper() and not (strict and wordlike)) or not wordlike:
             second = _SECOND.match(rest)
             if second and second.group(1).upper() in options and second.group(1).upper() != letter.upper():
                 return "ambiguous"
@@ -97,7 +105,7 @@ def extract_answer(completion: str, options: dict[str, str], answer_format: str 
     yes_no_maybe = answer_format == "yes_no_maybe"
 
     def decide(snippet: str, rule: str) -> Extraction | None:
-        found = _read(snippet, options, yes_no_maybe)
+        found = _read(snippet, options, yes_no_maybe, strict=rule in ("whole reply", "final line"))
         if found in ("ambiguous", "invalid"):
             return Extraction(None, True, f"{rule}: {found}")
         return Extraction(found, False, rule) if found else None
@@ -106,6 +114,7 @@ def extract_answer(completion: str, options: dict[str, str], answer_format: str 
     candidates += [(m, "boxed") for m in _BOXED.findall(text)[-1:]]
     phrases = [text[m.end() :].split("\n")[0] for m in _PHRASE.finditer(text)]
     candidates += [(p, "answer phrase") for p in reversed(phrases)]  # the last statement wins
+    candidates += [(m, "letter is correct") for m in _IS_CORRECT.findall(text)[-1:]]
     lines = [line for line in text.strip().split("\n") if line.strip()]
     if len(lines) == 1:
         candidates.append((lines[0], "whole reply"))

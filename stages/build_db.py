@@ -9,7 +9,8 @@ def main() -> int:
     """Run the stage; returns the exit status."""
     path = catalog.dataset_path("results_db")
     try:
-        counts = db.build(path, models=catalog.load_params()["evaluate"]["models"])
+        params = catalog.load_params()
+        counts = db.build(path, models={section: params[section]["models"] for section in ("evaluate", "adversarial")})
     except FileNotFoundError as e:
         print(e, file=sys.stderr)
         return 1

@@ -33,7 +33,9 @@ def main() -> int:
         acc = dict(zip(g["split"], g["accuracy"].round(4), strict=True))
         metrics[model] = {"n": int(g.loc[g["split"] == "all", "n"].iloc[0]), **{s: acc.get(s) for s in ("all", "knowledge", "reasoning")}}
     write_json(metrics, catalog.dataset_path("eval_metrics"))
-    plot = pooled[pooled["split"] != "all"][["model", "split", "accuracy", "ci_low", "ci_high", "n"]]
+    plot = pooled[pooled["split"] != "all"].rename(columns={"model": "group", "split": "series"})[
+        ["group", "series", "accuracy", "ci_low", "ci_high"]
+    ]
     plot_path = catalog.dataset_path("eval_plots") / "accuracy_by_split.csv"
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     plot.to_csv(plot_path, index=False)

@@ -19,7 +19,7 @@ MODEL = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """A project copy after a full demo `dvc repro` (ingest -> classifier -> labels -> convert -> evaluate -> summary -> DB)."""
+    """A project copy after a full demo `dvc repro`: ingest, classifier, labels, convert, evaluate, adversarial, tables, DB."""
     project = copy_project(tmp_path_factory.mktemp("eval") / "proj")
     result = run(["dvc", "repro"], project)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -53,6 +53,30 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     gap = sql(demo, "select * from gaps").iloc[0]
     assert gap["gap"] == pytest.approx(gap["knowledge_accuracy"] - gap["reasoning_accuracy"]) and 0 <= gap["p_fisher"] <= 1
     assert "accuracy by split" in run(["dvc", "plots", "show", "--json"], demo).stdout
+
+
+def test_adversarial_stages_and_robustness_recount(demo):
+    traces = read_parquet(demo / "data/adversarial/traces.parquet")
+    metrics = json.loads((demo / "data/metrics/adversarial_traces.json").read_text())
+    assert metrics["traces"] == len(traces) and metrics["traces"] + metrics["dropped"] == 24  # one per question
+    assert (traces["generator"] == MODEL).all() and len(traces) > 0
+    adv = read_parquet(demo / f"data/adversarial/{MODEL}/predictions.parquet")
+    assert len(adv) == len(traces) and (adv["protocol"] == "prefill").all() and (adv["target"] != adv["answer"]).all()
+
+    clean = read_parquet(demo / f"data/eval/{MODEL}/predictions.parquet")
+    pairs = adv.merge(clean[["benchmark", "qid", "correct"]], on=["benchmark", "qid"], suffixes=("", "_clean"))
+    got = sql(
+        demo, "select split, clean_accuracy, adversarial_accuracy, took_bait, flipped, pairs from robustness where benchmark = 'all' order by split"
+    )
+    for r in got.itertuples():
+        s = pairs if r.split == "all" else pairs[pairs["split"] == r.split]
+        assert r.pairs == len(s)
+        assert r.clean_accuracy == pytest.approx(s["correct_clean"].mean()) and r.adversarial_accuracy == pytest.approx(s["correct"].mean())
+        assert r.took_bait == pytest.approx((s["extracted"] == s["target"]).mean())
+        ok = s[s["correct_clean"] == 1]
+        assert (r.flipped != r.flipped and ok.empty) or r.flipped == pytest.approx((ok["correct"] == 0).mean())
+    tables = set(sql(demo, "select table_name from information_schema.tables")["table_name"])
+    assert {"adversarial_traces", "adversarial_predictions", "robustness"} <= tables
 
 
 def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
@@ -110,3 +134,26 @@ def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path
     assert len(read_parquet(work / f"data/eval/{MODEL}/predictions.parquet")) == 12
     con = duckdb.connect()
     assert con.execute(f"select count(*) from read_json('{cache}', format='newline_delimited')").fetchone()[0] == 12
+
+
+def test_nothing_to_reproduce_then_bad_input_keeps_outputs(demo):
+    """Runs last: it breaks the demo input."""
+    metrics = json.loads((demo / "data/metrics/ingest.json").read_text())
+    assert metrics["source"] == "demo" and metrics["questions"] == len(read_parquet(demo / "data/raw/questions.parquet"))
+    assert "medmcqa" in metrics["skipped"] and (demo / "data/results.duckdb").exists()
+
+    second = run(["dvc", "repro"], demo)
+    assert second.returncode == 0
+    assert "Data and pipelines are up to date." in second.stdout
+    assert "Running stage" not in second.stdout
+
+    tables = run(["medreg", "tables", "--format", "json"], demo)
+    assert {r["name"]: r["rows"] for r in json.loads(tables.stdout)}["questions"] == metrics["questions"]
+
+    before = (demo / "data/raw/questions.parquet").read_bytes()
+    medqa = demo / "data/demo/medreason/medqa_test.jsonl"
+    medqa.write_text(medqa.read_text() + '{"question": "broken\n')
+    failed = run(["dvc", "repro"], demo)
+    assert failed.returncode != 0
+    assert "data/demo/medreason/medqa_test.jsonl" in failed.stderr + failed.stdout
+    assert (demo / "data/raw/questions.parquet").read_bytes() == before

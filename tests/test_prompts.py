@@ -38,6 +38,25 @@ def test_letter_extraction(text, expected, failed):
     assert (got.answer, got.parse_failed) == (expected, failed), got
 
 
+TEN = {k: f"option {k}" for k in "ABCDEFGHIJ"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "failed"),
+    [
+        ("I think the answer is B", "B", False),  # 'I' is an option letter here, but this 'I' is a word
+        ("I see that C is the most appropriate answer.", "C", False),
+        ("Looking again, option H is correct.", "H", False),
+        ("A patient like this needs imaging", None, True),
+        ("I.", "I", False),
+        ("J) option J", "J", False),
+    ],
+)
+def test_letters_that_are_words_with_ten_options(text, expected, failed):
+    got = extract_answer(text, TEN, "letter")
+    assert (got.answer, got.parse_failed) == (expected, failed), got
+
+
 @pytest.mark.parametrize(
     ("text", "expected", "failed"),
     [

