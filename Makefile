@@ -32,3 +32,4 @@ lint: $(STAMP)
 bench: $(STAMP)
 	python bench/ingest_bench.py
 	python bench/classify_bench.py
+	python bench/generate_bench.py

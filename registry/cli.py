@@ -178,3 +178,57 @@ def classify(input_path: Path, output_path: Path, model_dir: Path | None, batch_
         else:
             out.to_json(tmp, orient="records", lines=True, force_ascii=False)
     click.echo(f"wrote {len(out)} rows to {output_path}: {(out['label'] == 'reasoning').mean():.1%} reasoning")
+
+
+@main.command()
+@click.argument("model_name")
+@click.argument("benchmark")
+@click.argument("qid")
+@click.option("--trace", "trace_index", type=int, default=None, help="Show the adversarial prompt with this trace index.")
+@click.option("--protocol", type=click.Choice(["prefill", "turn"]), default=None, help="Adversarial protocol (default: params).")
+@click.option("--tokens", is_flag=True, help="Also print the token ids and, for each, the decoded token.")
+def prompt(model_name: str, benchmark: str, qid: str, trace_index: int | None, protocol: str | None, tokens: bool) -> None:
+    """Print the exact text a model is sent for one question: chat template applied, clean or adversarial.
+
+    \b
+    Example:
+      medreg prompt smollm2-135m-instruct medqa 12
+      medreg prompt smollm2-135m-instruct medqa 12 --trace 0 --protocol turn --tokens
+    """
+    from transformers import AutoTokenizer
+
+    from registry.adversarial import RECONSIDER_CUE, adversarial_chat
+    from registry.backends import BackendError, model_location, render_chat
+    from registry.io import read_parquet
+    from registry.prompts import build_chat
+
+    root = project_root()
+    os.chdir(root)
+    params = catalog.load_params()
+    try:
+        model = catalog.model(model_name)
+        location, revision = model_location(model, root, params["evaluate"]["runtime"]["allow_unpinned"])
+    except (catalog.CatalogError, BackendError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    questions = read_parquet(catalog.dataset_path("questions"))
+    row = questions[(questions["benchmark"] == benchmark) & (questions["qid"] == qid)]
+    if row.empty:
+        click.echo(f"error: no question {benchmark}/{qid} in {catalog.dataset_path('questions')}", err=True)
+        sys.exit(2)
+    row = row.iloc[0].to_dict()
+    chat = build_chat(row, model["chat"])
+    if trace_index is not None:
+        traces = read_parquet(catalog.dataset_path("adversarial_traces"))
+        hit = traces[(traces["benchmark"] == benchmark) & (traces["qid"] == qid) & (traces["trace_index"] == trace_index)]
+        if hit.empty:
+            click.echo(f"error: no trace {trace_index} for {benchmark}/{qid} in {catalog.dataset_path('adversarial_traces')}", err=True)
+            sys.exit(2)
+        adv = params["adversarial"]
+        chat = adversarial_chat(row, hit.iloc[0]["trace"], model["chat"], protocol or adv["protocol"], adv["cue"] or RECONSIDER_CUE)
+    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+    text = render_chat(tokenizer, chat, model["chat"].get("template_kwargs"))
+    click.echo(text, nl=False)
+    if tokens:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        click.echo("\n\n" + " ".join(f"{i}:{tokenizer.decode([i])!r}" for i in ids))

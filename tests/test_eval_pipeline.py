@@ -9,18 +9,26 @@ import pandas as pd
 import pytest
 import yaml
 
+from registry.adversarial import RECONSIDER_CUE, RECONSIDER_TURN
 from registry.io import read_parquet
 
 from .conftest import copy_project, run, venv_env
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
+LIMIT = 4  # questions per demo benchmark (3 benchmarks): half the demo default, to keep the suite short
+FAST_CLASSIFIER = {"max_length": 64, "epochs": 2, "batch_size": 8}
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A project copy after a full demo `dvc repro`: ingest, classifier, labels, convert, evaluate, adversarial, tables, DB."""
     project = copy_project(tmp_path_factory.mktemp("eval") / "proj")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["classifier"].update(FAST_CLASSIFIER)
+    params["evaluate"]["questions"]["limit"] = LIMIT
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "test params"], cwd=project, check=True)
     result = run(["dvc", "repro"], project)
     assert result.returncode == 0, result.stdout + result.stderr
     return project
@@ -35,21 +43,21 @@ def sql(project, query: str) -> pd.DataFrame:
 def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     preds = read_parquet(demo / f"data/eval/{MODEL}/predictions.parquet")
     params = yaml.safe_load((demo / "params.yaml").read_text())["evaluate"]
-    assert preds.groupby("benchmark").size().to_dict() == {"medqa": 8, "medxpertqa": 8, "pubmedqa": 8}
+    assert preds.groupby("benchmark").size().to_dict() == {"medqa": LIMIT, "medxpertqa": LIMIT, "pubmedqa": LIMIT}
     assert set(preds["split"]) == {"reasoning", "knowledge"} and (preds["model"] == MODEL).all()
     assert preds["tokens"].between(1, 32).all() and (preds["latency_s"] > 0).all()
-    assert params["questions"]["limit"] == 8
+    assert params["questions"]["limit"] == LIMIT
 
     got = sql(demo, "select model, split, avg(correct) as acc, count(*) as n from predictions group by all order by split")
     recount = preds.groupby("split")["correct"].agg(["mean", "size"]).sort_index()
     assert got["acc"].tolist() == pytest.approx(recount["mean"].tolist()) and got["n"].tolist() == recount["size"].tolist()
 
-    summary = sql(demo, "select * from summary where benchmark = 'medqa' and split = 'knowledge'").iloc[0]
-    medqa_k = preds[(preds.benchmark == "medqa") & (preds.split == "knowledge")]
-    assert (summary["n"], summary["correct"]) == (len(medqa_k), medqa_k["correct"].sum())
-    assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
+    for (bench, split), g in preds.groupby(["benchmark", "split"]):
+        summary = sql(demo, f"select * from summary where benchmark = '{bench}' and split = '{split}'").iloc[0]
+        assert (summary["n"], summary["correct"]) == (len(g), g["correct"].sum())
+        assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
     metrics = json.loads((demo / "data/metrics/eval.json").read_text())[MODEL]
-    assert metrics["all"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 24
+    assert metrics["all"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 3 * LIMIT
     gap = sql(demo, "select * from gaps").iloc[0]
     assert gap["gap"] == pytest.approx(gap["knowledge_accuracy"] - gap["reasoning_accuracy"]) and 0 <= gap["p_fisher"] <= 1
     assert "accuracy by split" in run(["dvc", "plots", "show", "--json"], demo).stdout
@@ -58,7 +66,7 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
 def test_adversarial_stages_and_robustness_recount(demo):
     traces = read_parquet(demo / "data/adversarial/traces.parquet")
     metrics = json.loads((demo / "data/metrics/adversarial_traces.json").read_text())
-    assert metrics["traces"] == len(traces) and metrics["traces"] + metrics["dropped"] == 24  # one per question
+    assert metrics["traces"] == len(traces) and metrics["traces"] + metrics["dropped"] == 3 * LIMIT  # one per question
     assert (traces["generator"] == MODEL).all() and len(traces) > 0
     adv = read_parquet(demo / f"data/adversarial/{MODEL}/predictions.parquet")
     assert len(adv) == len(traces) and (adv["protocol"] == "prefill").all() and (adv["target"] != adv["answer"]).all()
@@ -74,9 +82,26 @@ def test_adversarial_stages_and_robustness_recount(demo):
         assert r.clean_accuracy == pytest.approx(s["correct_clean"].mean()) and r.adversarial_accuracy == pytest.approx(s["correct"].mean())
         assert r.took_bait == pytest.approx((s["extracted"] == s["target"]).mean())
         ok = s[s["correct_clean"] == 1]
-        assert (r.flipped != r.flipped and ok.empty) or r.flipped == pytest.approx((ok["correct"] == 0).mean())
+        if ok.empty:  # no clean-correct pair: the flip share is undefined (NULL)
+            assert r.flipped is None or r.flipped != r.flipped
+        else:
+            assert r.flipped == pytest.approx((ok["correct"] == 0).mean())
     tables = set(sql(demo, "select table_name from information_schema.tables")["table_name"])
     assert {"adversarial_traces", "adversarial_predictions", "robustness"} <= tables
+
+
+def test_medreg_prompt_shows_what_each_protocol_sends(demo):
+    trace = read_parquet(demo / "data/adversarial/traces.parquet").iloc[0]
+    args = ["medreg", "prompt", MODEL, trace["benchmark"], trace["qid"], "--trace", str(trace["trace_index"])]
+    prefill = run([*args, "--protocol", "prefill"], demo)
+    assert prefill.returncode == 0, prefill.stderr
+    assert prefill.stdout.endswith(trace["trace"] + RECONSIDER_CUE)
+    turn = run([*args, "--protocol", "turn"], demo).stdout
+    assert f"{trace['trace']}<|im_end|>\n<|im_start|>user\n{RECONSIDER_TURN}<|im_end|>\n<|im_start|>assistant\n" in turn
+    clean = run(["medreg", "prompt", MODEL, trace["benchmark"], trace["qid"]], demo).stdout
+    assert clean.endswith("<|im_start|>assistant\n") and trace["trace"] not in clean
+    missing = run(["medreg", "prompt", MODEL, "medqa", "no-such-qid"], demo)
+    assert missing.returncode == 2 and "no question medqa/no-such-qid" in missing.stderr
 
 
 def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
@@ -85,7 +110,7 @@ def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
     assert f"Running stage 'evaluate@{MODEL}-cot'" in result.stdout
     assert f"Running stage 'evaluate@{MODEL}'" not in result.stdout
     got = sql(demo, "select model, count(*) as n from predictions group by model order by model")
-    assert got.to_dict("list") == {"model": [MODEL, f"{MODEL}-cot"], "n": [24, 24]}
+    assert got.to_dict("list") == {"model": [MODEL, f"{MODEL}-cot"], "n": [3 * LIMIT, 3 * LIMIT]}
     assert len(sql(demo, "select * from gaps")) == 2
 
 

@@ -8,7 +8,8 @@ from registry import catalog, db
 from registry.cli import main
 from registry.ingest import ingest
 from registry.io import write_parquet
-from schemas import quarantine, questions, splits
+from schemas import adversarial, quarantine, questions, splits
+from schemas import eval as eval_schemas
 
 from .conftest import DEMO, ROOT
 
@@ -22,10 +23,18 @@ def workdir(tmp_path_factory):
     write_parquet(result.questions, work / "data/raw/questions.parquet", questions.ARROW_SCHEMA)
     empty = result.questions.iloc[:0][["benchmark", "qid", "source_file", "source_row"]].assign(errors="", raw="")
     write_parquet(empty, work / "data/raw/quarantine.parquet", quarantine.ARROW_SCHEMA)
-    for name, schema in (("classifier_split", splits.CLASSIFIER_SPLIT_ARROW), ("splits", splits.LABELS_ARROW)):
+    empty_tables = {
+        "classifier_split": splits.CLASSIFIER_SPLIT_ARROW,
+        "splits": splits.LABELS_ARROW,
+        "summary": eval_schemas.SUMMARY_ARROW,
+        "gaps": eval_schemas.GAPS_ARROW,
+        "adversarial_traces": adversarial.TRACES_ARROW,
+        "robustness": adversarial.ROBUSTNESS_ARROW,
+    }
+    for name, schema in empty_tables.items():
         write_parquet(schema.empty_table().to_pandas(), catalog.dataset_path(name, work), schema)
-    counts = db.build(work / "data/results.duckdb", work)
-    assert counts == {"questions": len(result.questions), "quarantine": 0, "classifier_split": 0, "splits": 0, "questions_labeled": 0}
+    counts = db.build(work / "data/results.duckdb", work)  # no evaluated models: no predictions views
+    assert counts == {"questions": len(result.questions), "quarantine": 0, "questions_labeled": 0} | dict.fromkeys(empty_tables, 0)
     return work, result.questions
 
 
@@ -89,7 +98,7 @@ def test_tables_lists_views_with_row_counts(workdir, monkeypatch):
     out = _invoke(workdir, monkeypatch, "tables", "--format", "json")
     assert out.exit_code == 0, out.output
     got = {r["name"]: r["rows"] for r in json.loads(out.output)}
-    assert got == {"questions": len(q), "quarantine": 0, "classifier_split": 0, "splits": 0, "questions_labeled": 0}
+    assert got["questions"] == len(q) and got["quarantine"] == 0 and got["summary"] == 0 and "robustness" in got
 
 
 def test_missing_database_is_a_clear_error(tmp_path, monkeypatch):
