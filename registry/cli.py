@@ -192,8 +192,8 @@ def prompt(model_name: str, benchmark: str, qid: str, trace_index: int | None, p
 
     \b
     Example:
-      medreg prompt smollm2-135m-instruct medqa 12
-      medreg prompt smollm2-135m-instruct medqa 12 --trace 0 --protocol turn --tokens
+      medreg prompt smollm2-135m-instruct medqa 16
+      medreg prompt smollm2-135m-instruct medqa 16 --trace 0 --protocol turn --tokens
     """
     from transformers import AutoTokenizer
 
