@@ -117,7 +117,8 @@ class TransformersBackend(Backend):
         lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))  # longest first: memory errors show early
         out: list[Completion | None] = [None] * len(texts)
-        for start in tqdm(range(0, len(order), self.batch_size), desc="generate", unit="batch", disable=not progress or len(order) <= self.batch_size):
+        quiet = not progress or len(order) <= self.batch_size  # one batch: the caller's bar is enough
+        for start in tqdm(range(0, len(order), self.batch_size), desc="generate", unit="batch", disable=quiet):
             idx = order[start : start + self.batch_size]
             for i, completion in zip(idx, self.generate_batch([texts[i] for i in idx], gen), strict=True):
                 out[i] = completion
