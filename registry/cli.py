@@ -181,6 +181,38 @@ def classify(input_path: Path, output_path: Path, model_dir: Path | None, batch_
 
 
 @main.command()
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Lint this catalog file instead.")
+def models(path: Path | None) -> None:
+    """List the model catalog (registry/models.yaml), linted first; a bad entry exits 2 with its name.
+
+    \b
+    Example:
+      medreg models
+      medreg models --file my_models.yaml
+    """
+    try:
+        entries = catalog.models(path) if path else catalog.models()
+    except catalog.CatalogError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    rows = []
+    for name, e in entries.items():
+        kind, spec = next(iter(e["source"].items()))
+        where = {"hub": lambda s: f"{s['id']}@{s['revision'] or 'UNPINNED'}", "endpoint": lambda s: f"{s['base_url']} {s['model']}"}
+        rows.append(
+            {
+                "name": name,
+                "family": e["family"],
+                "size": e["size"],
+                "backend": e["backend"],
+                "source": f"{kind}: {where.get(kind, lambda s: s['path'])(spec)}",
+                "max_new_tokens": e["generation"]["max_new_tokens"],
+            }
+        )
+    click.echo(pd.DataFrame(rows).to_string(index=False))
+
+
+@main.command()
 @click.argument("model_name")
 @click.argument("benchmark")
 @click.argument("qid")

@@ -82,3 +82,16 @@ def test_api_models_need_their_key(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(BackendError, match="OPENAI_API_KEY"):
         make_backend(catalog.model("o4-mini"), {})
+
+
+def test_medreg_models_lists_the_catalog_and_names_bad_entries(tmp_path):
+    from click.testing import CliRunner
+
+    from registry.cli import main
+
+    listed = CliRunner().invoke(main, ["models"])
+    assert listed.exit_code == 0 and "biomed-r1-8b" in listed.output and "zou-lab/BioMed-R1-8B@UNPINNED" in listed.output
+    bad = tmp_path / "models.yaml"
+    bad.write_text("models:\n  fast-one: {title: t, backend: llamacpp}\n")
+    refused = CliRunner().invoke(main, ["models", "--file", str(bad)])
+    assert refused.exit_code == 2 and "model 'fast-one': unknown backend 'llamacpp'" in refused.output
