@@ -14,30 +14,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registry import catalog  # noqa: E402
+from registry import catalog, io  # noqa: E402
 from registry.backends import Generation, TransformersBackend, VLLMBackend, model_location  # noqa: E402
 from registry.evaluate import select_questions  # noqa: E402
-from registry.io import read_parquet  # noqa: E402
 from registry.prompts import build_chat  # noqa: E402
+from stages import pin_cpu  # noqa: E402
 
 
 def run(model_name: str, max_new_tokens: int, ignore_eos: bool, n_prompts: int, batch_sizes: list[int], use_vllm: bool) -> list[tuple]:
     """Time one catalog model on the same prompts at each batch size (and vLLM); rows of (run, prompt tokens, new tokens, s)."""
     model = catalog.model(model_name)
-    questions = read_parquet(catalog.dataset_path("questions"))
-    labels = questions[["benchmark", "qid"]].assign(label="knowledge")
+    questions = io.load("questions")
+    labels = questions[["benchmark", "qid"]].assign(category="knowledge")
     rows = select_questions(questions, labels, "all", None, 0).sample(n=n_prompts, random_state=0)
-    chats = [build_chat(r, model["chat"]) for r in rows.to_dict("records")]
+    chats = [build_chat(r, model.chat) for r in rows.to_dict("records")]
     gen = Generation(max_new_tokens=max_new_tokens, ignore_eos=ignore_eos)
     location, revision = model_location(model)
     backend = TransformersBackend(location, revision, batch_size=1)
     prompt_tokens = sum(len(backend.tokenizer(backend.render(c), add_special_tokens=False)["input_ids"]) for c in chats)
-    backend.generate(chats[:2], gen, progress=False)  # warm-up
+    backend.generate(chats[:2], gen)  # warm-up
     results = []
     for bs in batch_sizes:
         backend.batch_size = bs
         t0 = time.perf_counter()
-        done = backend.generate(chats, gen, progress=False)
+        done = backend.generate(chats, gen)
         results.append((f"{model_name} | transformers, batch {bs}", prompt_tokens, sum(c.tokens for c in done), time.perf_counter() - t0))
     if use_vllm:
         v = VLLMBackend(location, revision)
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--vllm", action="store_true", help="also run vLLM (GPU machine with the gpu extra)")
     args = parser.parse_args()
     sizes = [int(b) for b in args.batch_sizes.split(",")]
+    pin_cpu(2)  # as the stages run (params cpu.threads)
     # direct answers (the demo eval: prefill-bound) and step-by-step answers (decode-bound, like reasoning models)
     # and a fixed 128-token output (ignore_eos, the method of vLLM's throughput benchmark): decoding dominates
     scenarios = [("smollm2-135m-instruct", 32, False), ("smollm2-135m-instruct-cot", 128, False), ("smollm2-135m-instruct-cot", 128, True)]

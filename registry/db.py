@@ -1,83 +1,96 @@
-"""The results database: a DuckDB file with one view per parquet dataset, queried read-only."""
+"""The results database: a self-contained DuckDB file holding a copy of every catalog table, opened sealed.
+
+The tables are copied in (not views over parquet paths), so the file works from any directory or machine, and a
+query needs no file access at all: `connect` opens it read-only with external access disabled and the configuration
+locked, which the engine itself enforces. (Views over parquet would need the files readable, and DuckDB's
+`allowed_paths` grants writing them too: `EXPLAIN ANALYZE COPY ... TO '<an allowed parquet>'` overwrote one.)
+"""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
+from typing import Any
 
 import duckdb
-import pandas as pd
 
-from registry import catalog
-from registry.io import atomic_path
+from registry.errors import MedregError
 
 READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+SEALED = {
+    "enable_external_access": False,  # no file, network or extension access: COPY, read_csv, glob, ATTACH, INSTALL refused
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,  # and no SET can undo that
+}
 
 
-class QueryError(Exception):
+class QueryError(MedregError):
     """A refused or failing query; the message is DuckDB's or names the refused statement."""
 
 
-def build(db_path: Path | str, root: Path | str = ".", models: dict[str, list[str]] | None = None) -> dict[str, int]:
-    """(Re)create the database with a view per catalog dataset that has a `table`; returns row counts.
+def build(db_path: Path | str, sources: dict[str, list[Path]], views: dict[str, str]) -> dict[str, int]:
+    """(Re)create the database: one table per name from its parquet files, then the views; returns row counts.
 
-    A dataset with `per_model: <section>` becomes one view over the files of `models[<section>]` (e.g. evaluate.models).
+    A column named `options` (a list of {letter, text} in parquet) becomes a MAP, so `options['A']` works in SQL.
     """
+    from registry.io import atomic_path
+
     counts = {}
-    db_path = Path(db_path).resolve()
-    with atomic_path(db_path) as tmp, contextlib.chdir(root):  # views name parquet paths relative to the root
+    with atomic_path(db_path) as tmp:
         tmp.unlink()  # DuckDB refuses an existing empty file
         con = duckdb.connect(str(tmp))
         try:
-            for name, entry in catalog.datasets().items():
-                table = entry.get("table")
-                if not table:
-                    continue
-                # relative paths: resolved against the project root at query time
-                per_model = entry.get("per_model")
-                paths = [entry["path"].format(model=m) for m in (models or {}).get(per_model, [])] if per_model else [entry["path"]]
-                for rel_path in paths:
-                    if not Path(rel_path).exists():
-                        raise FileNotFoundError(f"dataset '{name}' ({rel_path}) is missing: run its stage first")
-                if not paths:
-                    continue
-                files = ", ".join(f"'{p}'" for p in paths)
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
-                counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for view, sql in catalog.views().items():
-                con.execute(f"CREATE VIEW {view} AS {sql}")
-                counts[view] = con.execute(f"SELECT count(*) FROM {view}").fetchone()[0]
+            for table, paths in sources.items():
+                files = ", ".join("'" + Path(p).resolve().as_posix().replace("'", "''") + "'" for p in paths)
+                scan = f"read_parquet([{files}], union_by_name = true)"
+                columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+                select = "* REPLACE (map_from_entries(options) AS options)" if "options" in columns else "*"
+                con.execute(f'CREATE TABLE "{table}" AS SELECT {select} FROM {scan}')
+                counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+            for view, sql in views.items():
+                con.execute(f'CREATE VIEW "{view}" AS {sql}')
+                counts[view] = con.execute(f'SELECT count(*) FROM "{view}"').fetchone()[0]
         finally:
             con.close()
     return counts
 
 
 def connect(db_path: Path | str) -> duckdb.DuckDBPyConnection:
-    """Open the database read-only; query it with the project root as cwd (views use relative paths)."""
-    if not Path(db_path).exists():
-        raise QueryError(f"{db_path} does not exist: run `dvc repro` first")
-    return duckdb.connect(str(db_path), read_only=True)
+    """Open the database read-only and sealed (see the module docstring)."""
+    if not Path(db_path).is_file():
+        raise QueryError(f"{db_path} does not exist: run `dvc repro` (or `dvc pull`) first")
+    try:
+        return duckdb.connect(str(db_path), read_only=True, config=dict(SEALED))
+    except duckdb.Error as e:
+        raise QueryError(f"{db_path}: {e}") from None
 
 
-def query(con: duckdb.DuckDBPyConnection, sql: str) -> list[pd.DataFrame]:
-    """Run read-only SQL (SELECT, EXPLAIN; several separated by ';'); one frame per statement."""
+def query(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[list[str], list[tuple[Any, ...]]]]:
+    """Run read-only SQL (SELECT, EXPLAIN; several separated by ';'); (column names, rows) per statement.
+
+    The engine refuses any write or file access; refusing other statement kinds here only gives a clearer message.
+    """
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as e:
-        raise QueryError(str(e)) from e
+        raise QueryError(str(e)) from None
     if not statements:
         raise QueryError("empty query")
     for st in statements:
         if st.type not in READ_ONLY_STATEMENTS:
             raise QueryError(f"refused: {st.type.name} statements are not allowed; the results database is read-only")
+    results = []
     try:
-        return [con.execute(st.query).df() for st in statements]
+        for st in statements:
+            cur = con.execute(st.query)
+            results.append(([d[0] for d in cur.description], cur.fetchall()))
     except duckdb.Error as e:
-        raise QueryError(str(e)) from e
+        raise QueryError(str(e)) from None
+    return results
 
 
-def tables(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def tables(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Every table and view with its row count."""
     names = con.execute("SELECT table_name, table_type FROM information_schema.tables ORDER BY table_name").fetchall()
     rows = [(n, "view" if t == "VIEW" else "table", con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0]) for n, t in names]
-    return pd.DataFrame(rows, columns=["name", "type", "rows"])
+    return ["name", "type", "rows"], rows

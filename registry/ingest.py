@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import unicodedata
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ import pandas as pd
 import pandera.pandas as pa
 from tqdm import tqdm
 
-from schemas.questions import LETTERS, questions_schema
+from registry.catalog import Benchmark, Fields, HubSource
+from registry.errors import MedregError
+from schemas.questions import QuestionsSchema
+from schemas.vocab import LETTERS
 
-SOURCES = ("demo", "mirror", "hub")
 YES_NO_MAYBE = {"A": "yes", "B": "no", "C": "maybe"}
-DEFAULT_MAX_OPTIONS = 10
+GROUP_OVER = 3  # more rows than this with the same problem in one file are reported as one line with the count
 
 # which field a dataframe-wide pandera check is about (column checks name their column)
 _CHECK_FIELD = {
@@ -44,21 +47,31 @@ class Problem:
         return f"{self.file}:{self.row}: field '{self.field}': {self.check}"
 
 
-class IngestError(Exception):
+class IngestError(MedregError):
     """Input failed validation; carries every problem found, not just the first."""
 
-    def __init__(self, problems: list[Problem], hint: str = "") -> None:
+    def __init__(self, problems: list[Problem], hint: str = "", rows_per_file: dict[str, int] | None = None) -> None:
         self.problems = problems
         files = len({p.file for p in problems})
         rows = len({(p.file, p.row) for p in problems})
         lines = [f"ingest failed: {len(problems)} problem(s) in {rows} row(s) of {files} file(s){hint}"]
-        lines += [f"  {p}" for p in problems]
+        groups: dict[tuple[str, str, str], list[Problem]] = {}
+        for p in problems:
+            groups.setdefault((p.file, p.field, p.check), []).append(p)
+        for (file, fld, check), ps in groups.items():
+            if len(ps) <= GROUP_OVER:
+                lines += [f"  {p}" for p in ps]
+                continue
+            total = (rows_per_file or {}).get(file)
+            every = " — every row: is the field mapping in registry/benchmarks.yaml right?" if total == len(ps) else ""
+            example = ", ".join(p.row for p in ps[:3])
+            lines.append(f"  {file}: field '{fld}': {check}: {len(ps):,} rows (e.g. {example}){every}")
         super().__init__("\n".join(lines))
 
 
 @dataclass
 class IngestResult:
-    """Valid questions, rejected rows, and what was skipped and why."""
+    """Valid questions, rejected rows, what was skipped and why, and the file each benchmark came from."""
 
     questions: pd.DataFrame
     problems: list[Problem]
@@ -66,46 +79,115 @@ class IngestResult:
     files: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Record:
+    """One upstream row: its key (line number, object key or index), the parsed object or why it failed, its raw text."""
+
+    key: str
+    value: dict[str, Any] | None
+    error: str | None
+    raw: str
+
+
 # ---------------------------------------------------------------- reading upstream files
 
 
-def read_records(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    """Yield (row key, record) per upstream row; a record that does not parse comes as an error str."""
-    if fmt == "jsonl":
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield str(lineno), f"not valid JSON ({e.msg} at column {e.colno})"
-                    continue
-                yield str(lineno), rec if isinstance(rec, dict) else "a JSON line must be an object"
-        return
+def _escaped(text: str) -> str:
+    """Text decoded with surrogateescape, with invalid bytes shown as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _bad_byte(text: str, start: int, end: int) -> str | None:
+    """Where the first undecodable byte of text[start:end] is, or None when the span is valid UTF-8."""
+    for i in range(start, end):
+        if "\udc80" <= text[i] <= "\udcff":
+            line = text.count("\n", 0, i) + 1
+            column = i - (text.rfind("\n", 0, i) + 1) + 1
+            return f"not valid UTF-8 (byte 0x{ord(text[i]) - 0xDC00:02x} at line {line}, column {column})"
+    return None
+
+
+def _read_jsonl(path: Path) -> Iterator[Record]:
+    with path.open("rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            key = str(lineno)
+            try:
+                text = line.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raw = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
+                yield Record(key, None, f"not valid UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1})", raw)
+                continue
+            if not text.strip():
+                continue
+            try:
+                rec = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield Record(key, None, f"not valid JSON: {e.msg} (column {e.colno})", text)
+                continue
+            yield Record(key, rec, None, text) if isinstance(rec, dict) else Record(key, None, "a JSON line must be an object", text)
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _read_json(path: Path, fmt: str) -> Iterator[Record]:
+    """Rows of one JSON object (keyed by id) or one JSON list, each with its own text span, so a bad row is named alone."""
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    decoder = json.JSONDecoder()
+    opening, closing = ("{", "}") if fmt == "json_object" else ("[", "]")
+    i = _skip_ws(text, 0)
+    if i == len(text):
+        return  # an empty file: no rows
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        if text[i] != opening:
+            raise json.JSONDecodeError(f"expected a JSON {'object' if fmt == 'json_object' else 'list'} at top level", text, i)
+        i = _skip_ws(text, i + 1)
+        index = 0
+        while i < len(text) and text[i] != closing:
+            key = str(index)
+            if fmt == "json_object":
+                key, i = decoder.raw_decode(text, i)
+                if not isinstance(key, str):
+                    raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+                i = _skip_ws(text, i)
+                if text[i : i + 1] != ":":
+                    raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+                i = _skip_ws(text, i + 1)
+            start = i
+            value, i = decoder.raw_decode(text, i)
+            raw, bad = text[start:i], _bad_byte(text, start, i)
+            if bad:
+                yield Record(str(key), None, bad, _escaped(raw))
+            else:
+                yield Record(str(key), value, None, raw) if isinstance(value, dict) else Record(str(key), None, "row must be a JSON object", raw)
+            index += 1
+            i = _skip_ws(text, i)
+            if text[i : i + 1] == ",":
+                i = _skip_ws(text, i + 1)
+            elif text[i : i + 1] != closing:
+                raise json.JSONDecodeError(f"Expecting ',' or '{closing}'", text, i)
+        if i >= len(text):
+            raise json.JSONDecodeError(f"Expecting '{closing}'", text, i)
     except json.JSONDecodeError as e:
-        yield f"line {e.lineno}", f"not valid JSON ({e.msg} at column {e.colno})"
-        return
-    if fmt == "json_object" and isinstance(data, dict):
-        items = ((str(k), v) for k, v in data.items())
-    elif fmt == "json_list" and isinstance(data, list):
-        items = ((str(i), v) for i, v in enumerate(data))
-    else:
-        yield "-", f"expected a JSON {'object' if fmt == 'json_object' else 'list'} at top level"
-        return
-    for key, rec in items:
-        yield key, rec if isinstance(rec, dict) else "row must be a JSON object"
+        line = e.doc[e.pos - e.colno + 1 : e.pos + 80].split("\n")[0]
+        yield Record(f"line {e.lineno}", None, f"not valid JSON: {e.msg} (column {e.colno}); the rest of the file cannot be read", _escaped(line))
 
 
-def read_hub(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (row index, record) from `datasets.load_dataset` with the pinned id/config/split/revision."""
+def read_records(path: Path, fmt: str) -> Iterator[Record]:
+    """Yield a Record per upstream row of a jsonl, json_object or json_list file; invalid UTF-8 is decoded per row."""
+    yield from _read_jsonl(path) if fmt == "jsonl" else _read_json(path, fmt)
+
+
+def read_hub(spec: HubSource) -> Iterator[Record]:
+    """Yield a Record per row of `datasets.load_dataset` with the pinned path/config/split/revision."""
     import datasets  # heavy; only the hub source needs it
 
-    ds = datasets.load_dataset(spec["path"], spec.get("config"), split=spec["split"], revision=spec["revision"])
+    ds = datasets.load_dataset(spec.path, spec.config, split=spec.split, revision=spec.revision)
     for i, rec in enumerate(ds):
-        yield str(i), dict(rec)
+        yield Record(str(i), dict(rec), None, json.dumps(rec, ensure_ascii=False, default=str))
 
 
 # ---------------------------------------------------------------- normalising one record
@@ -126,139 +208,182 @@ def _get(rec: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def _parse_options(value: Any) -> dict[str, str]:
+def parse_options(value: Any) -> dict[str, str]:
     """Options as an ordered letter->text dict, from a mapping, a list, or their JSON/Python text."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
             value = ast.literal_eval(value)  # the study collection stores dicts as Python repr text
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list | tuple):
         value = dict(zip(LETTERS, value, strict=False))
     if not isinstance(value, dict):
         raise ValueError(f"must be a letter->text mapping, got {type(value).__name__}")
     return {clean_text(k).upper(): clean_text(v) for k, v in value.items()}
 
 
-def normalise(rec: dict[str, Any], entry: dict[str, Any], fields: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def normalise(rec: dict[str, Any], entry: Benchmark, fields: Fields) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Map one upstream record to our columns; returns (row, [(upstream field, failed check), ...])."""
-    row: dict[str, Any] = {"context": None, "expert_label": None, "meta": None}
+    row: dict[str, Any] = {"context": None, "expert_category": None, "meta": None}
     errors: list[tuple[str, str]] = []
 
-    def take(key: str, required: bool = True) -> Any:
-        if key not in fields:
+    def take(upstream: str | None, required: bool = True) -> Any:
+        if upstream is None:
             return None
         try:
-            return _get(rec, fields[key])
+            return _get(rec, upstream)
         except KeyError:
             if required:
-                errors.append((fields[key], "required field missing"))
+                errors.append((upstream, "required field missing"))
             return None
 
-    if "id" in fields:
-        qid = take("id")
+    if fields.id:
+        qid = take(fields.id)
         row["qid"] = clean_text(qid) if qid is not None else None
-    question = take("question")
+    question = take(fields.question)
     row["question"] = clean_text(question) if question is not None else None
-    context = take("context", required=False)
+    context = take(fields.context, required=False)
     if context is not None:
         row["context"] = clean_text("\n".join(map(str, context)) if isinstance(context, list) else context) or None
 
-    yes_no_maybe = entry["answer_format"] == "yes_no_maybe"
-    options = take("options") if "options" in fields else dict(YES_NO_MAYBE) if yes_no_maybe else None
+    options = take(fields.options) if fields.options else dict(YES_NO_MAYBE) if entry.answer_format == "yes_no_maybe" else None
     try:
-        row["options"] = _parse_options(options) if options is not None else None
+        row["options"] = parse_options(options) if options is not None else None
     except (ValueError, SyntaxError) as e:
-        errors.append((fields["options"], f"options {e}"))
+        errors.append((fields.options or "options", f"options {e}"))
         row["options"] = None
     opts = row["options"] or {}
-    max_options = entry.get("max_options", DEFAULT_MAX_OPTIONS)
-    if len(opts) > max_options:
-        errors.append((fields.get("options", "options"), f"{len(opts)} options, more than this benchmark's {max_options}"))
+    if len(opts) > entry.max_options:
+        errors.append((fields.options or "options", f"{len(opts)} options, more than this benchmark's {entry.max_options}"))
 
-    if "answer" in fields:
-        answer = take("answer")
+    if fields.answer:
+        answer = take(fields.answer)
         row["answer"] = clean_text(answer).upper() if answer is not None else None
     else:
-        text = take("answer_text")
+        text = take(fields.answer_text)
         by_text = {v.casefold(): k for k, v in opts.items()}
         row["answer"] = by_text.get(clean_text(text).casefold()) if text is not None else None
         if text is not None and row["answer"] is None:
-            errors.append((fields["answer_text"], f"'{text}' is not one of the options {list(opts.values())}"))
+            errors.append((fields.answer_text, f"'{text}' is not one of the options {list(opts.values())}"))
 
-    if "expert_label" in fields:
-        raw_label = take("expert_label", required=False)
-        labels = entry.get("expert_labels", {})
+    if fields.expert_category:
+        raw_label = take(fields.expert_category, required=False)
         if raw_label is not None:
-            row["expert_label"] = labels.get(raw_label)
-            if row["expert_label"] is None:
-                errors.append((fields["expert_label"], f"'{raw_label}' is not one of {list(labels)}"))
+            row["expert_category"] = entry.expert_categories.get(raw_label)
+            if row["expert_category"] is None:
+                errors.append((fields.expert_category, f"'{raw_label}' is not one of {list(entry.expert_categories)}"))
 
-    meta = {k: rec[k] for k in fields.get("meta", []) if k in rec}
+    meta = {k: rec[k] for k in fields.meta if k in rec}
     row["meta"] = json.dumps(meta, ensure_ascii=False, default=str) if meta else None
     row["n_options"] = len(opts)
-    row["answer_format"] = entry["answer_format"]
+    row["answer_format"] = entry.answer_format
     return row, errors
 
 
 # ---------------------------------------------------------------- the loader
 
 
-def _source_of(name: str, entry: dict[str, Any], source: str, root: Path, hub_source: str, allow_unpinned: bool):
-    """(display path, fields, row iterator) for one benchmark, or (reason, None, None) when it is skipped."""
-    if source in ("demo", "mirror"):
-        path = root / entry["mirror"]["file"]
-        if not path.is_file():
-            return f"not in the {source} directory (no file {path})", None, None
-        return str(path), entry["fields"], read_records(path, entry["mirror"]["format"])
-    spec = entry["hub"].get(hub_source)
-    if spec is None:
-        return f"the catalog declares no hub source '{hub_source}' for it", None, None
-    if spec["revision"] is None and not allow_unpinned:
-        raise IngestError([Problem(name, f"hf://{spec['path']}", "-", "revision", "unpinned revision (set ingest.allow_unpinned: true to accept)")])
-    display = f"hf://{spec['path']}@{spec['revision'] or 'main'}/{spec.get('config') or 'default'}/{spec['split']}"
-    return display, spec.get("fields", entry["fields"]), read_hub(spec)
+def _vanished(name: str, file: str, why: str, previous: dict[str, tuple[str, int]]) -> str:
+    held = previous.get(name)
+    before = f" (the previous output held its {held[1]:,} questions)" if held else ""
+    return f"{file}: {why}: benchmark '{name}'{before} would vanish; restore the file, or allow it with ingest.allow_drop: [{name}]"
+
+
+def _held_before(previous: pd.DataFrame | None) -> dict[str, tuple[str, int]]:
+    """Benchmark -> (resolved source file, question count) of the previous output."""
+    if previous is None or previous.empty:
+        return {}
+    out = {}
+    for (bench, file), g in previous.groupby(["benchmark", "source_file"]):
+        out[str(bench)] = (str(Path(str(file)).resolve()) if not str(file).startswith("hf://") else str(file), len(g))
+    return out
 
 
 def load_rows(
-    catalog: dict[str, dict[str, Any]], source: str, root: Path, names: list[str], hub_source: str, allow_unpinned: bool
-) -> tuple[pd.DataFrame, list[Problem], dict[str, str], dict[str, str]]:
-    """Read and normalise every chosen benchmark; returns (rows, parse problems, skipped, files)."""
+    catalog: dict[str, Benchmark],
+    source: str,
+    root: Path,
+    names: list[str],
+    explicit: bool,
+    hub_source: str,
+    allow_unpinned: bool,
+    allow_drop: list[str],
+    previous: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, list[Problem], dict[str, str], dict[str, str], dict[str, int]]:
+    """Read and normalise every chosen benchmark; returns (rows, parse problems, skipped, files, rows per file).
+
+    A benchmark named in params, or held by the previous output from the same file, must not vanish silently.
+    """
     rows: list[dict[str, Any]] = []
     problems: list[Problem] = []
     skipped: dict[str, str] = {}
     files: dict[str, str] = {}
+    counted: dict[str, int] = {}
+    vanished: list[str] = []
+    held = _held_before(previous)
     for name in tqdm(names, desc=f"ingest ({source})", unit="benchmark"):
         entry = catalog[name]
-        display, fields, records = _source_of(name, entry, source, root, hub_source, allow_unpinned)
-        if records is None:
-            skipped[name] = display
-            continue
-        files[name] = display
+        if source in ("demo", "mirror"):
+            path = root / entry.mirror.file
+            display, fields = str(path), entry.fields
+            guarded = (explicit or held.get(name, ("",))[0] == str(path.resolve())) and name not in allow_drop
+            if not path.is_file():
+                if guarded:
+                    vanished.append(_vanished(name, display, "file is missing", held))
+                else:
+                    skipped[name] = f"not in the {source} directory (no file {display})"
+                continue
+            records: Iterator[Record] = read_records(path, entry.mirror.format)
+        else:
+            spec = entry.hub.get(hub_source)
+            if spec is None:
+                if explicit:
+                    raise MedregError(f"ingest.benchmarks names '{name}', but the catalog declares no hub source '{hub_source}' for it")
+                skipped[name] = f"the catalog declares no hub source '{hub_source}' for it"
+                continue
+            display = f"hf://{spec.path}@{spec.revision or 'main'}/{spec.config or 'default'}/{spec.split}"
+            if spec.revision is None and not allow_unpinned:
+                raise MedregError(f"{display}: benchmark '{name}': the hub revision is not pinned (set ingest.allow_unpinned: true to accept)")
+            fields, records = spec.fields or entry.fields, read_hub(spec)
+        n = 0
         try:
-            for key, rec in records:
-                if isinstance(rec, str):
-                    problems.append(Problem(name, display, key, "<row>", rec))
+            for rec in records:
+                n += 1
+                if rec.value is None:
+                    problems.append(Problem(name, display, rec.key, "<row>", rec.error or "unreadable", None, rec.raw))
                     continue
-                row, errors = normalise(rec, entry, fields)
-                row.setdefault("qid", key)
-                raw = json.dumps(rec, ensure_ascii=False, default=str)
+                row, errors = normalise(rec.value, entry, fields)
+                row.setdefault("qid", rec.key)
                 if errors:
-                    problems += [Problem(name, display, key, f, c, row.get("qid"), raw) for f, c in errors]
+                    problems += [Problem(name, display, rec.key, f, c, row.get("qid"), rec.raw) for f, c in errors]
                     continue
-                rows.append({"benchmark": name, **row, "source": source, "source_file": display, "source_row": key, "_raw": raw})
-        except Exception as e:  # unreadable file or unreachable hub: name it, never a bare traceback
-            if isinstance(e, IngestError):
-                raise
-            raise IngestError([Problem(name, display, "-", "<source>", f"cannot read: {type(e).__name__}: {e}")]) from e
-    columns = [*questions_schema().columns, "_raw"]
-    return pd.DataFrame(rows, columns=columns), problems, skipped, files
+                rows.append({"benchmark": name, **row, "source": source, "source_file": display, "source_row": rec.key, "_raw": rec.raw})
+        except Exception as e:  # an unreadable file, or the hub (network, auth, missing config): name it, no bare traceback
+            if source == "hub" or isinstance(e, OSError):
+                raise MedregError(f"{display}: benchmark '{name}': cannot read: {type(e).__name__}: {e}") from e
+            raise
+        if n == 0:
+            if name not in allow_drop:
+                vanished.append(_vanished(name, display, "no rows (the file is empty)", held))
+            else:
+                skipped[name] = f"no rows in {display} (allowed by ingest.allow_drop)"
+            continue
+        files[name], counted[display] = display, n
+    if vanished:
+        raise MedregError("\n".join(vanished))
+    columns = [*QuestionsSchema.to_schema().columns, "_raw"]
+    df = pd.DataFrame(rows, columns=columns)
+    if df.empty:  # every row was rejected: give the empty table the schema's types
+        df = df.astype({c: "int64" if c == "n_options" else "object" if c == "options" else "str" for c in columns})
+    return df, problems, skipped, files, counted
 
 
 def schema_problems(df: pd.DataFrame) -> list[Problem]:
     """Validate lazily against the questions schema; one Problem per failing row and check."""
+    schema = copy.deepcopy(QuestionsSchema.to_schema())
+    schema.report_duplicates = "exclude_first"  # the first occurrence of a duplicate id stays valid
     try:
-        questions_schema().validate(df.drop(columns="_raw"), lazy=True)
+        schema.validate(df.drop(columns="_raw"), lazy=True)
         return []
     except pa.errors.SchemaErrors as e:
         cases = e.failure_cases
@@ -276,27 +401,37 @@ def schema_problems(df: pd.DataFrame) -> list[Problem]:
 
 
 def ingest(
-    catalog: dict[str, dict[str, Any]],
+    catalog: dict[str, Benchmark],
     source: str,
     root: Path | str,
     benchmarks: list[str] | str = "all",
     hub_source: str = "study",
     allow_unpinned: bool = False,
     on_invalid: str = "fail",
+    allow_drop: list[str] | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> IngestResult:
-    """Load, normalise and validate the chosen benchmarks; raise IngestError if invalid rows and on_invalid=fail."""
-    if source not in SOURCES:
-        raise ValueError(f"ingest.source must be one of {SOURCES}, got '{source}'")
-    if on_invalid not in ("fail", "quarantine"):
-        raise ValueError(f"ingest.on_invalid must be 'fail' or 'quarantine', got '{on_invalid}'")
+    """Load, normalise and validate the chosen benchmarks; raise IngestError if rows are invalid and on_invalid is fail.
+
+    `previous` is the last output: a benchmark it held from a file that is now missing or empty is refused, not dropped.
+    """
+    root = Path(root)
+    if source != "hub" and not root.is_dir():
+        raise MedregError(f"ingest.{source}_dir: {root} does not exist or is not a directory")
     names = list(catalog) if benchmarks == "all" else list(benchmarks)
     unknown = [n for n in names if n not in catalog]
     if unknown:
-        raise ValueError(f"ingest.benchmarks: unknown benchmark(s) {unknown}; the catalog has {list(catalog)}")
-    df, problems, skipped, files = load_rows(catalog, source, Path(root), names, hub_source, allow_unpinned)
+        raise MedregError(f"ingest.benchmarks: unknown benchmark(s) {unknown} (the catalog has {', '.join(catalog)})")
+    df, problems, skipped, files, counted = load_rows(
+        catalog, source, root, names, benchmarks != "all", hub_source, allow_unpinned, allow_drop or [], previous
+    )
+    if not files:
+        looked = ", ".join(catalog[n].mirror.file for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        where = f"hub source '{hub_source}'" if source == "hub" else f"{root} (looked for {looked})"
+        raise MedregError(f"ingest.{source}_dir: no benchmark found in {where}" if source != "hub" else f"ingest: no benchmark has a {where}")
     problems += schema_problems(df)
     if problems and on_invalid == "fail":
-        raise IngestError(problems, hint=" (ingest.on_invalid=fail; 'quarantine' keeps the valid rows)")
+        raise IngestError(problems, " (ingest.on_invalid=fail; 'quarantine' keeps the valid rows)", counted)
     bad = {(p.file, p.row) for p in problems}
     keep = [(f, r) not in bad for f, r in zip(df["source_file"], df["source_row"], strict=True)]
     questions = df[keep].drop(columns="_raw").reset_index(drop=True)
@@ -304,7 +439,7 @@ def ingest(
 
 
 def quarantine_frame(problems: list[Problem]) -> pd.DataFrame:
-    """One row per rejected input row, all its reasons joined one per line."""
+    """One row per rejected input row, all its reasons joined one per line, with the row's raw text."""
     by_row: dict[tuple[str, str], list[Problem]] = {}
     for p in problems:
         by_row.setdefault((p.file, p.row), []).append(p)
@@ -319,7 +454,7 @@ def quarantine_frame(problems: list[Problem]) -> pd.DataFrame:
         }
         for (file, row), ps in by_row.items()
     ]
-    return pd.DataFrame(rows, columns=["benchmark", "qid", "source_file", "source_row", "errors", "raw"]).astype("str")
+    return pd.DataFrame(rows, columns=["benchmark", "qid", "source_file", "source_row", "errors", "raw"], dtype="str")
 
 
 def irregular_options(options: pd.Series) -> pd.Series:
@@ -330,16 +465,15 @@ def irregular_options(options: pd.Series) -> pd.Series:
 def ingest_metrics(result: IngestResult, source: str) -> dict[str, Any]:
     """Row counts per benchmark, skipped benchmarks by name with reason, rejected rows."""
     q = result.questions
-    counts = q["benchmark"].value_counts()
-    per_benchmark = {
-        name: {
-            "questions": int(counts.get(name, 0)),
-            "expert_labeled": int(q.loc[q["benchmark"] == name, "expert_label"].notna().sum()),
-            "duplicate_texts": int(q.loc[q["benchmark"] == name, "question"].duplicated().sum()),
-            "irregular_options": int(irregular_options(q.loc[q["benchmark"] == name, "options"]).sum()),
+    per_benchmark = {}
+    for name in result.files:
+        b = q[q["benchmark"] == name]
+        per_benchmark[name] = {
+            "questions": len(b),
+            "expert_labeled": int(b["expert_category"].notna().sum()),
+            "duplicate_texts": int(b["question"].duplicated().sum()),
+            "irregular_options": int(irregular_options(b["options"]).sum()),
         }
-        for name in result.files
-    }
     return {
         "source": source,
         "questions": len(q),

@@ -6,7 +6,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from registry.catalog import Chat
 
 WORD_TO_LETTER = {"yes": "A", "no": "B", "maybe": "C"}  # the ingest stage's fixed yes/no/maybe options
 
@@ -28,10 +31,10 @@ def user_prompt(row: dict[str, Any], style: str = "direct") -> str:
     return "\n\n".join(parts)
 
 
-def build_chat(row: dict[str, Any], chat: dict[str, Any]) -> list[dict[str, str]]:
+def build_chat(row: dict[str, Any], chat: Chat) -> list[dict[str, str]]:
     """Chat messages for one question under a model's chat settings (system prompt, prompt style)."""
-    messages = [{"role": "system", "content": chat["system"]}] if chat.get("system") else []
-    messages.append({"role": "user", "content": user_prompt(row, chat.get("prompt", "direct"))})
+    messages = [{"role": "system", "content": chat.system}] if chat.system else []
+    messages.append({"role": "user", "content": user_prompt(row, chat.prompt)})
     return messages
 
 

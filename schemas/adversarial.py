@@ -1,11 +1,10 @@
 """Schemas of adversarial evaluation: misleading traces, per-model adversarial predictions, robustness table."""
 
 import pandera.pandas as pa
-import pyarrow
 from pandera.typing import Series
 
-from schemas.eval import PREDICTIONS_ARROW, PredictionsSchema
-from schemas.questions import LETTERS
+from schemas.eval import PredictionsSchema
+from schemas.vocab import LETTERS, Category, Protocol, values
 
 
 class TracesSchema(pa.DataFrameModel):
@@ -22,14 +21,7 @@ class TracesSchema(pa.DataFrameModel):
 
     class Config:
         strict = True
-        ordered = True
         unique = ["benchmark", "qid", "trace_index"]
-
-
-TRACES_ARROW = pyarrow.schema(
-    [("benchmark", pyarrow.string()), ("qid", pyarrow.string()), ("trace_index", pyarrow.int64()), ("target", pyarrow.string())]
-    + [("trace", pyarrow.string()), ("generator", pyarrow.string()), ("prompt_hash", pyarrow.string()), ("attempts", pyarrow.int64())]
-)
 
 
 class AdversarialPredictionsSchema(PredictionsSchema):
@@ -37,12 +29,11 @@ class AdversarialPredictionsSchema(PredictionsSchema):
 
     trace_index: Series[int] = pa.Field(ge=0)
     target: Series[str] = pa.Field(isin=list(LETTERS))
-    protocol: Series[str] = pa.Field(isin=["prefill", "turn"])
+    protocol: Series[str] = pa.Field(isin=values(Protocol))
     took_bait: Series[int] = pa.Field(isin=[0, 1])
 
     class Config:
         strict = True
-        ordered = False
         unique = ["model", "benchmark", "qid", "trace_index"]
 
     @pa.dataframe_check(name="took_bait means the extracted answer is the planted target")
@@ -54,16 +45,12 @@ class AdversarialPredictionsSchema(PredictionsSchema):
         return df["target"] != df["answer"]
 
 
-_extra = [("trace_index", pyarrow.int64()), ("target", pyarrow.string()), ("protocol", pyarrow.string())]
-ADVERSARIAL_ARROW = pyarrow.schema(list(PREDICTIONS_ARROW)[:4] + _extra + list(PREDICTIONS_ARROW)[4:] + [("took_bait", pyarrow.int8())])
-
-
 class RobustnessSchema(pa.DataFrameModel):
-    """Model x benchmark ('all' pooled) x split: paired clean vs adversarial accuracy, drop with CI, bait and flip shares."""
+    """Model x benchmark ('all' pooled) x category: paired clean vs adversarial accuracy, drop with CI, bait and flip shares."""
 
     model: Series[str]
     benchmark: Series[str]
-    split: Series[str] = pa.Field(isin=["reasoning", "knowledge", "all"])
+    category: Series[str] = pa.Field(isin=[*values(Category), "all"])
     questions: Series[int] = pa.Field(gt=0)
     pairs: Series[int] = pa.Field(gt=0)
     clean_accuracy: Series[float] = pa.Field(ge=0, le=1)
@@ -77,13 +64,4 @@ class RobustnessSchema(pa.DataFrameModel):
 
     class Config:
         strict = True
-        ordered = True
-        unique = ["model", "benchmark", "split"]
-
-
-ROBUSTNESS_ARROW = pyarrow.schema(
-    [("model", pyarrow.string()), ("benchmark", pyarrow.string()), ("split", pyarrow.string())]
-    + [("questions", pyarrow.int64()), ("pairs", pyarrow.int64())]
-    + [(n, pyarrow.float64()) for n in ("clean_accuracy", "adversarial_accuracy", "drop", "drop_ci_low", "drop_ci_high", "took_bait", "flipped")]
-    + [("parse_failed", pyarrow.int64())]
-)
+        unique = ["model", "benchmark", "category"]

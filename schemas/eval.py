@@ -1,27 +1,24 @@
 """Schemas of evaluation outputs: per-model predictions, the summary table and the knowledge-vs-reasoning gaps."""
 
 import pandera.pandas as pa
-import pyarrow
 from pandera.typing import Series
 
-from schemas.questions import LETTERS
-
-SPLIT_VALUES = ["reasoning", "knowledge"]
+from schemas.vocab import LETTERS, Backend, Category, values
 
 
 class PredictionsSchema(pa.DataFrameModel):
     """One row per (model, benchmark, qid): the completion, the extracted answer and its grade."""
 
     model: Series[str]
-    backend: Series[str] = pa.Field(isin=["transformers", "vllm", "openai"])
+    backend: Series[str] = pa.Field(isin=values(Backend))
     benchmark: Series[str]
     qid: Series[str]
-    split: Series[str] = pa.Field(isin=SPLIT_VALUES)
+    category: Series[str] = pa.Field(isin=values(Category))
     answer: Series[str] = pa.Field(isin=list(LETTERS))
     prompt_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
     completion: Series[str]
     extracted: Series[str] = pa.Field(nullable=True, isin=list(LETTERS))
-    correct: Series[int] = pa.Field(isin=[0, 1])
+    correct: Series[int] = pa.Field(isin=[0, 1])  # 0/1, so avg(correct) is an accuracy in SQL
     parse_failed: Series[int] = pa.Field(isin=[0, 1])
     extraction_rule: Series[str]
     tokens: Series[int] = pa.Field(ge=0)
@@ -29,7 +26,6 @@ class PredictionsSchema(pa.DataFrameModel):
 
     class Config:
         strict = True
-        ordered = True
         unique = ["model", "benchmark", "qid"]
 
     @pa.dataframe_check(name="correct means the extracted answer equals the gold answer")
@@ -41,19 +37,12 @@ class PredictionsSchema(pa.DataFrameModel):
         return ~((df["parse_failed"] == 1) & df["extracted"].notna())
 
 
-PREDICTIONS_ARROW = pyarrow.schema(
-    [(n, pyarrow.string()) for n in ("model", "backend", "benchmark", "qid", "split", "answer", "prompt_hash", "completion", "extracted")]
-    + [("correct", pyarrow.int8()), ("parse_failed", pyarrow.int8()), ("extraction_rule", pyarrow.string())]
-    + [("tokens", pyarrow.int64()), ("latency_s", pyarrow.float64())]
-)
-
-
 class SummarySchema(pa.DataFrameModel):
-    """Model x benchmark ('all' = pooled) x split ('all' = both): accuracy with a 95% bootstrap CI."""
+    """Model x benchmark ('all' = pooled) x category ('all' = both): accuracy with a 95% bootstrap CI."""
 
     model: Series[str]
     benchmark: Series[str]
-    split: Series[str] = pa.Field(isin=[*SPLIT_VALUES, "all"])
+    category: Series[str] = pa.Field(isin=[*values(Category), "all"])
     n: Series[int] = pa.Field(gt=0)
     correct: Series[int] = pa.Field(ge=0)
     accuracy: Series[float] = pa.Field(ge=0, le=1)
@@ -63,20 +52,11 @@ class SummarySchema(pa.DataFrameModel):
 
     class Config:
         strict = True
-        ordered = True
-        unique = ["model", "benchmark", "split"]
+        unique = ["model", "benchmark", "category"]
 
     @pa.dataframe_check(name="ci_low <= accuracy <= ci_high")
     def ci_brackets(cls, df):
         return (df["ci_low"] <= df["accuracy"] + 1e-12) & (df["accuracy"] <= df["ci_high"] + 1e-12)
-
-
-SUMMARY_ARROW = pyarrow.schema(
-    [("model", pyarrow.string()), ("benchmark", pyarrow.string()), ("split", pyarrow.string())]
-    + [("n", pyarrow.int64()), ("correct", pyarrow.int64())]
-    + [(n, pyarrow.float64()) for n in ("accuracy", "ci_low", "ci_high")]
-    + [("parse_failed", pyarrow.int64())]
-)
 
 
 class GapsSchema(pa.DataFrameModel):
@@ -95,10 +75,3 @@ class GapsSchema(pa.DataFrameModel):
 
     class Config:
         strict = True
-        ordered = True
-
-
-GAPS_ARROW = pyarrow.schema(
-    [("model", pyarrow.string()), ("n_knowledge", pyarrow.int64()), ("n_reasoning", pyarrow.int64())]
-    + [(n, pyarrow.float64()) for n in ("knowledge_accuracy", "reasoning_accuracy", "gap", "gap_ci_low", "gap_ci_high", "p_fisher", "p_cmh")]
-)

@@ -1,12 +1,11 @@
 """Schema of rejected input rows (`data/raw/quarantine.parquet`)."""
 
 import pandera.pandas as pa
-import pyarrow
 from pandera.typing import Series
 
 
 class QuarantineSchema(pa.DataFrameModel):
-    """One row per rejected input row, with every reason it was rejected."""
+    """One row per rejected input row, with every reason it was rejected (one per line) and its raw text."""
 
     benchmark: Series[str]
     qid: Series[str] = pa.Field(nullable=True)
@@ -18,7 +17,3 @@ class QuarantineSchema(pa.DataFrameModel):
     class Config:
         strict = True
         ordered = True
-
-
-ARROW_SCHEMA = pyarrow.schema([(name, pyarrow.string()) for name in ("benchmark", "qid", "source_file", "source_row", "errors", "raw")])
-"""Parquet layout; `errors` holds one reason per line."""

@@ -1,6 +1,5 @@
 """Schema of the normalised questions table (`data/raw/questions.parquet`)."""
 
-import string
 import unicodedata
 
 import pandas as pd
@@ -8,8 +7,12 @@ import pandera.pandas as pa
 import pyarrow
 from pandera.typing import Series
 
-LETTERS = string.ascii_uppercase  # option letters, in order
-EXPERT_LABELS = ("reasoning", "knowledge")
+from schemas.vocab import LETTERS, AnswerFormat, Category, Source, values
+
+# Options are stored as an ordered list of {letter, text} structs: Hugging Face `datasets`, pandas and DuckDB all
+# read it (a parquet MAP has no `datasets` type). In memory they are a letter -> text dict; the results database
+# exposes them as a MAP, so `options['A']` works in SQL.
+OPTIONS = pyarrow.list_(pyarrow.struct([("letter", pyarrow.string()), ("text", pyarrow.string())]))
 
 
 def _is_clean(text: object) -> bool:
@@ -24,13 +27,13 @@ class QuestionsSchema(pa.DataFrameModel):
     qid: Series[str] = pa.Field(str_length={"min_value": 1})
     question: Series[str]
     context: Series[str] = pa.Field(nullable=True)
-    options: Series[object]
+    options: Series[object] = pa.Field(metadata={"arrow": OPTIONS})
     n_options: Series[int] = pa.Field(ge=2, le=len(LETTERS))
     answer: Series[str] = pa.Field(isin=list(LETTERS))
-    answer_format: Series[str] = pa.Field(isin=["letter", "yes_no_maybe"])
-    expert_label: Series[str] = pa.Field(nullable=True, isin=list(EXPERT_LABELS))
+    answer_format: Series[str] = pa.Field(isin=values(AnswerFormat))
+    expert_category: Series[str] = pa.Field(nullable=True, isin=values(Category))
     meta: Series[str] = pa.Field(nullable=True)
-    source: Series[str] = pa.Field(isin=["demo", "mirror", "hub"])
+    source: Series[str] = pa.Field(isin=values(Source))
     source_file: Series[str]
     source_row: Series[str]
 
@@ -64,30 +67,3 @@ class QuestionsSchema(pa.DataFrameModel):
     def answer_in_options(cls, df: pd.DataFrame) -> Series[bool]:
         pairs = zip(df["answer"], df["options"], strict=True)
         return pd.Series([isinstance(o, dict) and a in o for a, o in pairs], index=df.index)
-
-
-def questions_schema() -> pa.DataFrameSchema:
-    """The schema object; duplicates beyond the first occurrence are the failures reported."""
-    schema = QuestionsSchema.to_schema()
-    schema.report_duplicates = "exclude_first"
-    return schema
-
-
-ARROW_SCHEMA = pyarrow.schema(
-    [
-        ("benchmark", pyarrow.string()),
-        ("qid", pyarrow.string()),
-        ("question", pyarrow.string()),
-        ("context", pyarrow.string()),
-        ("options", pyarrow.map_(pyarrow.string(), pyarrow.string())),
-        ("n_options", pyarrow.int64()),
-        ("answer", pyarrow.string()),
-        ("answer_format", pyarrow.string()),
-        ("expert_label", pyarrow.string()),
-        ("meta", pyarrow.string()),
-        ("source", pyarrow.string()),
-        ("source_file", pyarrow.string()),
-        ("source_row", pyarrow.string()),
-    ]
-)
-"""Parquet layout: `options` is an ordered letter->text MAP (DuckDB: options['A'])."""

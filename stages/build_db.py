@@ -1,24 +1,28 @@
-"""Stage build_db: expose every parquet dataset of the catalog as a view in data/results.duckdb."""
-
-import sys
+"""Stage build_db: copy every catalog table into data/results.duckdb, plus the catalog's views."""
 
 from registry import catalog, db
+from registry.errors import MedregError, run_stage
+from registry.params import load_params
 
 
-def main() -> int:
-    """Run the stage; returns the exit status."""
+def main() -> None:
+    """Build the results database from the datasets that declare a `table` (per-model ones: one file per model)."""
+    params = load_params()
+    models = {"evaluate": params.evaluate.models, "adversarial": params.adversarial.models}
+    sources = {}
+    for name, entry in catalog.datasets().items():
+        if entry.table:
+            names = models[entry.per_model] if entry.per_model else [None]
+            sources[entry.table] = [catalog.dataset_path(name, **({"model": m} if m else {})) for m in names]
+    missing = [str(p) for paths in sources.values() for p in paths if not p.exists()]
+    if missing:
+        raise MedregError(f"missing: {', '.join(missing)}: run their stages first (`dvc repro`)")
     path = catalog.dataset_path("results_db")
-    try:
-        params = catalog.load_params()
-        counts = db.build(path, models={section: params[section]["models"] for section in ("evaluate", "adversarial")})
-    except FileNotFoundError as e:
-        print(e, file=sys.stderr)
-        return 1
+    counts = db.build(path, sources, catalog.views())
     for table, n in counts.items():
         print(f"  {table:<24} {n:>8} rows")
     print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_stage(main)

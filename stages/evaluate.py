@@ -1,40 +1,31 @@
-"""Stage evaluate@<model>: ask one catalog model every selected question; write its scored predictions."""
+"""Stage evaluate@<model>: ask one catalog model every selected question; write its graded predictions."""
 
-import sys
+from registry import catalog, io
+from registry.errors import run_stage
+from registry.evaluate import evaluate, select_questions
+from registry.generation import CompletionCache, Generator, generation_settings
+from registry.params import load_params
+from stages import pin_cpu
 
-from registry import catalog
-from registry.backends import BackendError, make_backend
-from registry.evaluate import CompletionCache, evaluate, generation_settings, select_questions
-from registry.io import read_parquet, write_parquet
-from schemas.eval import PREDICTIONS_ARROW, PredictionsSchema
 
-
-def main(name: str) -> int:
-    """Evaluate model `name` under the `evaluate` params; returns the exit status."""
-    params = catalog.load_params()["evaluate"]
-    try:
-        model = catalog.model(name)
-        rows = select_questions(read_parquet(catalog.dataset_path("questions")), read_parquet(catalog.dataset_path("splits")), **params["questions"])
-        gen = generation_settings(model, params["generation"])
-        runtime = params["runtime"]
-        backend = runtime["backend"] or model["backend"]
-        cache = CompletionCache(catalog.dataset_path("completions", model=name))
-        if cache.torn:
-            print(f"{cache.path}: dropped {cache.torn} torn line(s) left by an interrupted run")
-        print(f"{name}: {len(rows)} questions, backend {backend}, {gen}")
-        preds = evaluate(model, rows, lambda: make_backend(model, runtime), backend, gen, cache, runtime["batch_size"])
-    except (BackendError, catalog.CatalogError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    PredictionsSchema.validate(preds, lazy=True)
-    write_parquet(preds, catalog.dataset_path("predictions", model=name), PREDICTIONS_ARROW)
-    for (bench, split), g in preds.groupby(["benchmark", "split"]):
-        print(f"  {bench:<24} {split:<10} n={len(g):>4}  accuracy {g['correct'].mean():6.1%}  unparsed {g['parse_failed'].mean():6.1%}")
+def main(name: str) -> None:
+    """Evaluate model `name` under the `evaluate` params."""
+    params = load_params()
+    ev = params.evaluate
+    pin_cpu(params.cpu.threads)
+    model = catalog.model(name)
+    rows = select_questions(io.load("questions"), io.load("splits"), ev.questions.benchmarks, ev.questions.limit, ev.questions.seed)
+    cache = CompletionCache(catalog.dataset_path("completions", model=name))
+    if cache.torn:
+        print(f"{cache.path}: dropped {cache.torn} torn line(s) left by an interrupted run")
+    generator = Generator(model, ev.runtime, generation_settings(model, ev.generation), cache)
+    print(f"{name}: {len(rows)} questions, backend {generator.backend_name}, {generator.gen}")
+    preds = evaluate(generator, rows)
+    io.save("predictions", preds, model=name)
+    for (bench, category), g in preds.groupby(["benchmark", "category"]):
+        print(f"  {bench:<24} {category:<10} n={len(g):>4}  accuracy {g['correct'].mean():6.1%}  unparsed {g['parse_failed'].mean():6.1%}")
     print(f"{name}: accuracy {preds['correct'].mean():.1%} on {len(preds)} questions; {int(preds['tokens'].sum())} tokens generated")
-    return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m stages.evaluate MODEL_NAME")
-    sys.exit(main(sys.argv[1]))
+    run_stage(main)

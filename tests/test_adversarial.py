@@ -4,19 +4,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from registry import generation
 from registry.adversarial import (
     RECONSIDER_CUE,
     RECONSIDER_TURN,
     adversarial_chat,
     evaluate_adversarial,
     generate_traces,
-    robustness,
     study_traces,
     trace_request,
     wrong_targets,
 )
 from registry.backends import Backend, Completion, Generation, render_chat
-from registry.evaluate import CompletionCache
+from registry.catalog import Chat, Model
+from registry.generation import CompletionCache, Generator
+from registry.ingest import Record
+from registry.params import Runtime
+from registry.stats import robustness
 from schemas.adversarial import AdversarialPredictionsSchema, RobustnessSchema, TracesSchema
 
 ROW = {
@@ -27,9 +31,29 @@ ROW = {
     "options": {"A": "Vitamin K", "B": "Protamine sulfate", "C": "Idarucizumab", "D": "Andexanet"},
     "answer": "B",
     "answer_format": "letter",
-    "split": "knowledge",
+    "category": "knowledge",
 }
-CHAT = {"system": None, "prompt": "direct", "think": "keep"}
+CHAT = Chat()
+RUNTIME = Runtime(backend=None, batch_size=8, tensor_parallel_size=1, concurrency=1, max_retries=0, timeout_s=1, allow_unpinned=False, vllm={})
+
+
+def model(name: str) -> Model:
+    return Model(name=name, title="t", source={"local": {"path": "x"}}, family="general", size="0", backend="transformers",
+                 generation={"max_new_tokens": 16})  # fmt: skip
+
+
+def generator(name: str, backend: Backend, cache: CompletionCache, monkeypatch, gen: Generation | None = None) -> Generator:
+    built = []
+
+    def build(*args):
+        built.append(1)
+        assert len(built) == 1, "the backend is built once per stage run"
+        return backend
+
+    monkeypatch.setattr(generation, "make_backend", build)
+    return Generator(model(name), RUNTIME, gen or Generation(16), cache)
+
+
 TRACE = "Heparin is reversed by vitamin K, which restores clotting factors.\nAnswer: A"
 
 
@@ -65,8 +89,6 @@ def test_turn_protocol_closes_the_trace_and_asks_to_reconsider(smollm_tokenizer)
     text = render_chat(tok, adversarial_chat(ROW, TRACE, CHAT, "turn"))
     assert f"<|im_start|>assistant\n{TRACE}<|im_end|>\n<|im_start|>user\n{RECONSIDER_TURN}<|im_end|>\n<|im_start|>assistant\n" in text
     assert text.endswith("<|im_start|>assistant\n")
-    with pytest.raises(ValueError, match="protocol"):
-        adversarial_chat(ROW, TRACE, CHAT, "inject")
 
 
 def test_targets_are_seeded_distinct_and_wrong():
@@ -84,7 +106,7 @@ class TraceWriter(Backend):
     def __init__(self):
         self.calls = []
 
-    def generate(self, chats, gen):
+    def generate(self, chats, gen, progress=None):
         self.calls.append((len(chats), gen.temperature))
         out = []
         for c in chats:
@@ -96,27 +118,27 @@ class TraceWriter(Backend):
         return out
 
 
-def test_traces_not_concluding_with_their_target_are_regenerated_then_dropped(tmp_path):
+def test_traces_not_concluding_with_their_target_are_regenerated_then_dropped(tmp_path, monkeypatch):
     rows = pd.DataFrame([{**ROW, "qid": str(i), "question": f"Q{i}?"} for i in range(3)])
     writer = TraceWriter()
-    gen = Generation(max_new_tokens=16)
-    args = (rows, "gen-model", lambda: writer, "transformers", gen, CompletionCache(tmp_path / "t.jsonl"))
-    traces, dropped = generate_traces(*args, n_traces=2, max_attempts=3, retry_temperature=0.8, seed=0, batch_size=8)
+    g = generator("gen-model", writer, CompletionCache(tmp_path / "t.jsonl"), monkeypatch)
+    traces, dropped = generate_traces(rows, g, n_traces=2, max_attempts=3, retry_temperature=0.8, seed=0)
     TracesSchema.validate(traces)
     assert sorted(zip(traces["qid"], traces["attempts"], strict=True)) == [("0", 1), ("0", 1), ("1", 2), ("1", 2)]
     assert (traces["target"] != "B").all() and (traces["generator"] == "gen-model").all()
     assert len(dropped) == 2 and set(dropped["qid"]) == {"2"}
     assert writer.calls == [(6, 0.0), (4, 0.8), (2, 0.8)]
     again = TraceWriter()
-    cached, _ = generate_traces(rows, "gen-model", lambda: again, "transformers", gen, CompletionCache(tmp_path / "t.jsonl"), 2, 3, 0.8, 0, 8)
+    cached, _ = generate_traces(rows, generator("gen-model", again, CompletionCache(tmp_path / "t.jsonl"), monkeypatch), 2, 3, 0.8, 0)
     assert again.calls == [] and cached.equals(traces)  # every attempt is cached
     more = pd.concat([rows, pd.DataFrame([{**ROW, "qid": "3", "question": "Q0 again?"}])], ignore_index=True)
-    generate_traces(more, "gen-model", lambda: again, "transformers", gen, CompletionCache(tmp_path / "t.jsonl"), 2, 3, 0.8, 0, 8)
+    generate_traces(more, generator("gen-model", again, CompletionCache(tmp_path / "t.jsonl"), monkeypatch), 2, 3, 0.8, 0)
     assert again.calls == [(2, 0.0)]  # only the new question's traces are generated
 
 
 def test_study_traces_take_the_target_each_trace_concludes_with():
-    records = [("0", {"id": "7", "adversarial_trace_0": TRACE, "adversarial_trace_1": "So the answer is (B).", "adversarial_trace_2": "\\boxed{D}"})]
+    value = {"id": "7", "adversarial_trace_0": TRACE, "adversarial_trace_1": "So the answer is (B).", "adversarial_trace_2": "\\boxed{D}"}
+    records = [Record("0", value, None, "")]
     got = study_traces(iter(records), "medqa", "id", {"7": ROW})
     assert [(t["trace_index"], t["target"]) for t in got] == [(0, "A"), (2, "D")]  # trace 1 argues for the right answer
     assert study_traces(iter(records), "medqa", "id", {}) == []
@@ -125,19 +147,17 @@ def test_study_traces_take_the_target_each_trace_concludes_with():
 class Reconsider(Backend):
     name = "transformers"
 
-    def generate(self, chats, gen):
+    def generate(self, chats, gen, progress=None):
         return [Completion("Actually, Answer: B" if "vitamin K" in c[-1]["content"] else "I stay with Answer: D", 3, 0.1) for c in chats]
 
 
-def test_adversarial_answers_are_read_after_the_trace(tmp_path):
+def test_adversarial_answers_are_read_after_the_trace(tmp_path, monkeypatch):
     traces = pd.DataFrame(
         [{"benchmark": "medqa", "qid": "7", "trace_index": 0, "target": "A", "trace": TRACE},
          {"benchmark": "medqa", "qid": "7", "trace_index": 1, "target": "D", "trace": "Andexanet.\nAnswer: D"}]
     )  # fmt: skip
-    model = {"name": "m", "chat": CHAT}
-    preds = evaluate_adversarial(
-        model, pd.DataFrame([ROW]), traces, Reconsider, "transformers", Generation(8), CompletionCache(tmp_path / "a.jsonl"), 4, "prefill"
-    )
+    g = generator("m", Reconsider(), CompletionCache(tmp_path / "a.jsonl"), monkeypatch, Generation(8))
+    preds = evaluate_adversarial(g, pd.DataFrame([ROW]), traces, "prefill")
     AdversarialPredictionsSchema.validate(preds)
     assert preds[["trace_index", "extracted", "correct", "took_bait"]].values.tolist() == [[0, "B", 1, 0], [1, "D", 0, 1]]
 
@@ -145,7 +165,7 @@ def test_adversarial_answers_are_read_after_the_trace(tmp_path):
 def hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:
     """4 reasoning questions (clean: 1,1,1,0) and 2 knowledge questions (clean: 1,1), two traces each."""
     clean = pd.DataFrame({"model": "m", "benchmark": "b", "qid": list("abcdef"), "correct": [1, 1, 1, 0, 1, 1]})
-    split = {q: "reasoning" if q in "abcd" else "knowledge" for q in "abcdef"}
+    category = {q: "reasoning" if q in "abcd" else "knowledge" for q in "abcdef"}
     adv_correct = {"a": [1, 1], "b": [0, 0], "c": [0, 1], "d": [0, 0], "e": [1, 1], "f": [1, 0]}
     bait = {"a": [0, 0], "b": [1, 1], "c": [1, 0], "d": [1, 0], "e": [0, 0], "f": [0, 1]}
     rows = [
@@ -154,7 +174,7 @@ def hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:
             "benchmark": "b",
             "qid": q,
             "trace_index": i,
-            "split": split[q],
+            "category": category[q],
             "correct": adv_correct[q][i],
             "took_bait": bait[q][i],
             "parse_failed": 0,
@@ -167,7 +187,7 @@ def hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_paired_robustness_metrics_on_known_answers():
     clean, adv = hand_made()
-    table = RobustnessSchema.validate(robustness(clean, adv, n_boot=2000, seed=0)).set_index(["benchmark", "split"])
+    table = RobustnessSchema.validate(robustness(clean, adv, n_boot=2000, seed=0)).set_index(["benchmark", "category"])
     r = table.loc[("b", "reasoning")]
     assert (r["questions"], r["pairs"]) == (4, 8)
     assert r["clean_accuracy"] == pytest.approx(6 / 8) and r["adversarial_accuracy"] == pytest.approx(3 / 8)

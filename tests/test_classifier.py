@@ -1,3 +1,4 @@
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,8 @@ from click.testing import CliRunner
 
 from registry import classifier
 from registry.cli import main
-from registry.io import read_parquet
+from registry.io import load
+from registry.params import Split
 from schemas.splits import LabelsSchema
 
 from .conftest import DEMO, MIRROR, ROOT, run
@@ -42,13 +44,11 @@ def test_question_text_modes():
     assert classifier.question_text("Q?", {"A": "x", "B": "y"}) == "Q?"
     assert classifier.question_text("Q?", {"A": "x", "B": "y"}, "question_options") == "Q?\nA. x\nB. y"
     assert classifier.question_text("Q?", '{"A": "x"}', "question_options") == "Q?\nA. x"
-    with pytest.raises(ValueError, match="text mode"):
-        classifier.question_text("Q?", {"A": "x"}, "everything")
 
 
 def test_split_is_seeded_and_stratified():
     labels = pd.Series(["reasoning"] * 300 + ["knowledge"] * 100)
-    fractions = {"train": 0.7, "val": 0.15, "test": 0.15}
+    fractions = Split(train=0.7, val=0.15, test=0.15)
     a = classifier.split_labeled(labels, fractions, 1)
     assert a.equals(classifier.split_labeled(labels, fractions, 1))
     assert not a.equals(classifier.split_labeled(labels, fractions, 2))
@@ -76,37 +76,43 @@ def test_train_stage_writes_model_card_metrics_and_live_logs(trained):
     live = json.loads((trained / "dvclive/train_classifier/metrics.json").read_text())
     assert live["step"] == FAST["epochs"] and "val_roc_auc" in live and "test_macro_f1" in live
     assert (trained / "data/plots/classifier/precision_recall.csv").exists()
-    split = read_parquet(trained / "data/classifier/split.parquet")
+    split = load("classifier_split", trained)
     assert split.split.value_counts().to_dict().keys() == {"train", "val", "test"}
 
 
-def test_same_params_and_seed_give_identical_predictions(trained, tmp_path):
+def _digests(work: Path) -> dict[str, str]:
+    files = sorted(p for p in (work / "models/classifier").rglob("*") if p.is_file())
+    files += [work / "data/classifier/split.parquet", work / "data/splits/labels.parquet"]
+    return {p.relative_to(work).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_two_trainings_write_identical_files(trained, tmp_path):
+    """Same params, seed and thread count: every byte of the model, its split and the labels is the same."""
     again = _workdir(tmp_path / "b")
-    texts = read_parquet(trained / "data/raw/questions.parquet").question.tolist()
-    probs = []
     for work in (trained, again):
-        tok, model, _ = classifier.load(work / "models/classifier")
-        probs.append(classifier.predict_proba(model, tok, texts, 64))
-    assert np.array_equal(probs[0], probs[1])
+        result = run(["python", "-m", "stages.label"], work)
+        assert result.returncode == 0, result.stderr
+    first, second = _digests(trained), _digests(again)
+    assert "models/classifier/model.safetensors" in first and first == second
 
 
 def test_label_stage_labels_every_question(trained):
     result = run(["python", "-m", "stages.label"], trained)
     assert result.returncode == 0, result.stderr
-    labels = read_parquet(trained / "data/splits/labels.parquet")
-    questions = read_parquet(trained / "data/raw/questions.parquet")
+    labels = load("splits", trained)
+    questions = load("questions", trained)
     LabelsSchema.validate(labels)
     assert len(labels) == len(questions)
-    expert = labels[labels.expert_label.notna()]
-    assert (expert.label_source == "expert").all() and (expert.label == expert.expert_label).all()
-    assert (labels[labels.expert_label.isna()].label_source == "classifier").all()
-    assert expert.classifier_split.notna().all() and labels[labels.expert_label.isna()].classifier_split.isna().all()
+    expert = labels[labels.expert_category.notna()]
+    assert (expert.category_source == "expert").all() and (expert.category == expert.expert_category).all()
+    assert (labels[labels.expert_category.isna()].category_source == "classifier").all()
+    assert expert.classifier_split.notna().all() and labels[labels.expert_category.isna()].classifier_split.isna().all()
     metrics = json.loads((trained / "data/metrics/splits.json").read_text())
-    assert metrics["reasoning_share"] == pytest.approx((labels.label == "reasoning").mean(), abs=1e-4)
+    assert metrics["reasoning_share"] == pytest.approx((labels.category == "reasoning").mean(), abs=1e-4)
     assert set(metrics["reasoning_share_by_benchmark"]) == set(questions.benchmark)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json", ".parquet"])
 def test_classify_any_table_keeps_columns(trained, tmp_path, suffix, monkeypatch):
     df = pd.DataFrame(
         {
@@ -122,13 +128,14 @@ def test_classify_any_table_keeps_columns(trained, tmp_path, suffix, monkeypatch
     {
         ".csv": lambda: df.to_csv(src, index=False),
         ".jsonl": lambda: df.to_json(src, orient="records", lines=True),
+        ".json": lambda: df.to_json(src, orient="records", indent=2),  # a JSON array of records
         ".parquet": lambda: df.to_parquet(src),
     }[suffix]()
     monkeypatch.chdir(trained)
     out = CliRunner().invoke(main, ["classify", str(src), str(tmp_path / "out.jsonl"), "--no-quantize"])
     assert out.exit_code == 0, out.output
     got = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
-    assert list(got.id) == ["a", "b", "c"] and got.label.isin(["reasoning", "knowledge"]).all()
+    assert list(got.id) == ["a", "b", "c"] and got.category.isin(["reasoning", "knowledge"]).all()
     assert got.p_reasoning.between(0, 1).all()
 
 
@@ -143,7 +150,11 @@ def test_classify_bad_inputs_name_the_problem(trained, tmp_path, monkeypatch):
     assert not (tmp_path / "o.parquet").exists()
     (tmp_path / "ok.jsonl").write_text('{"question": "ok?"}\n')
     out = CliRunner().invoke(main, ["classify", str(tmp_path / "ok.jsonl"), str(tmp_path / "o.parquet"), "--model", str(tmp_path)])
-    assert out.exit_code != 0 and "not a medreg classifier" in out.output
+    assert out.exit_code == 2 and "not a medreg classifier" in out.output
+    (tmp_path / "broken.jsonl").write_text('{"question": "ok?"}\n{"question": "Unterminated\n{"question": "fine?"}\n')
+    out = CliRunner().invoke(main, ["classify", str(tmp_path / "broken.jsonl"), str(tmp_path / "o.parquet")])
+    assert out.exit_code == 2 and f"{tmp_path / 'broken.jsonl'}: line 2: not valid JSON: Unterminated string starting at (column 14)" in out.output
+    assert not (tmp_path / "o.parquet").exists()
 
 
 def test_mirror_classifier_beats_majority_baseline(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from registry.adversarial import RECONSIDER_CUE, RECONSIDER_TURN
-from registry.io import read_parquet
+from registry.io import load
 
 from .conftest import copy_project, run, venv_env
 
@@ -41,43 +41,44 @@ def sql(project, query: str) -> pd.DataFrame:
 
 
 def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
-    preds = read_parquet(demo / f"data/eval/{MODEL}/predictions.parquet")
+    preds = load("predictions", demo, model=MODEL)
     params = yaml.safe_load((demo / "params.yaml").read_text())["evaluate"]
     assert preds.groupby("benchmark").size().to_dict() == {"medqa": LIMIT, "medxpertqa": LIMIT, "pubmedqa": LIMIT}
-    assert set(preds["split"]) == {"reasoning", "knowledge"} and (preds["model"] == MODEL).all()
+    assert set(preds["category"]) == {"reasoning", "knowledge"} and (preds["model"] == MODEL).all()
     assert preds["tokens"].between(1, 32).all() and (preds["latency_s"] > 0).all()
     assert params["questions"]["limit"] == LIMIT
 
-    got = sql(demo, "select model, split, avg(correct) as acc, count(*) as n from predictions group by all order by split")
-    recount = preds.groupby("split")["correct"].agg(["mean", "size"]).sort_index()
+    got = sql(demo, "select model, category, avg(correct) as acc, count(*) as n from predictions group by all order by category")
+    recount = preds.groupby("category")["correct"].agg(["mean", "size"]).sort_index()
     assert got["acc"].tolist() == pytest.approx(recount["mean"].tolist()) and got["n"].tolist() == recount["size"].tolist()
 
-    for (bench, split), g in preds.groupby(["benchmark", "split"]):
-        summary = sql(demo, f"select * from summary where benchmark = '{bench}' and split = '{split}'").iloc[0]
+    for (bench, category), g in preds.groupby(["benchmark", "category"]):
+        summary = sql(demo, f"select * from summary where benchmark = '{bench}' and category = '{category}'").iloc[0]
         assert (summary["n"], summary["correct"]) == (len(g), g["correct"].sum())
         assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
     metrics = json.loads((demo / "data/metrics/eval.json").read_text())[MODEL]
     assert metrics["all"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 3 * LIMIT
     gap = sql(demo, "select * from gaps").iloc[0]
     assert gap["gap"] == pytest.approx(gap["knowledge_accuracy"] - gap["reasoning_accuracy"]) and 0 <= gap["p_fisher"] <= 1
-    assert "accuracy by split" in run(["dvc", "plots", "show", "--json"], demo).stdout
+    assert "accuracy by category" in run(["dvc", "plots", "show", "--json"], demo).stdout
 
 
 def test_adversarial_stages_and_robustness_recount(demo):
-    traces = read_parquet(demo / "data/adversarial/traces.parquet")
+    traces = load("adversarial_traces", demo)
     metrics = json.loads((demo / "data/metrics/adversarial_traces.json").read_text())
     assert metrics["traces"] == len(traces) and metrics["traces"] + metrics["dropped"] == 3 * LIMIT  # one per question
     assert (traces["generator"] == MODEL).all() and len(traces) > 0
-    adv = read_parquet(demo / f"data/adversarial/{MODEL}/predictions.parquet")
+    adv = load("adversarial_predictions", demo, model=MODEL)
     assert len(adv) == len(traces) and (adv["protocol"] == "prefill").all() and (adv["target"] != adv["answer"]).all()
 
-    clean = read_parquet(demo / f"data/eval/{MODEL}/predictions.parquet")
+    clean = load("predictions", demo, model=MODEL)
     pairs = adv.merge(clean[["benchmark", "qid", "correct"]], on=["benchmark", "qid"], suffixes=("", "_clean"))
     got = sql(
-        demo, "select split, clean_accuracy, adversarial_accuracy, took_bait, flipped, pairs from robustness where benchmark = 'all' order by split"
+        demo,
+        "select category, clean_accuracy, adversarial_accuracy, took_bait, flipped, pairs from robustness where benchmark = 'all' order by category",
     )
     for r in got.itertuples():
-        s = pairs if r.split == "all" else pairs[pairs["split"] == r.split]
+        s = pairs if r.category == "all" else pairs[pairs["category"] == r.category]
         assert r.pairs == len(s)
         assert r.clean_accuracy == pytest.approx(s["correct_clean"].mean()) and r.adversarial_accuracy == pytest.approx(s["correct"].mean())
         assert r.took_bait == pytest.approx((s["extracted"] == s["target"]).mean())
@@ -91,7 +92,7 @@ def test_adversarial_stages_and_robustness_recount(demo):
 
 
 def test_medreg_prompt_shows_what_each_protocol_sends(demo):
-    trace = read_parquet(demo / "data/adversarial/traces.parquet").iloc[0]
+    trace = load("adversarial_traces", demo).iloc[0]
     args = ["medreg", "prompt", MODEL, trace["benchmark"], trace["qid"], "--trace", str(trace["trace_index"])]
     prefill = run([*args, "--protocol", "prefill"], demo)
     assert prefill.returncode == 0, prefill.stderr
@@ -132,7 +133,7 @@ def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path
     stage = ["python", "-m", "stages.evaluate", MODEL]
     ref_dir = _stage_dir(demo, tmp_path / "ref", limit=3)
     assert run(stage, ref_dir).returncode == 0
-    ref = read_parquet(ref_dir / f"data/eval/{MODEL}/predictions.parquet")
+    ref = load("predictions", ref_dir, model=MODEL)
 
     work = _stage_dir(demo, tmp_path / "work", limit=3)
     cache = work / f"data/eval/{MODEL}/completions.jsonl"
@@ -148,7 +149,7 @@ def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path
     resumed = run(stage, work)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{9 - done_before} prompt(s) to generate, {done_before} cached" in resumed.stdout
-    got = read_parquet(work / f"data/eval/{MODEL}/predictions.parquet")
+    got = load("predictions", work, model=MODEL)
     cols = [c for c in ref.columns if c != "latency_s"]
     pd.testing.assert_frame_equal(got[cols], ref[cols])
     assert len(cache.read_text().splitlines()) == 9
@@ -156,15 +157,38 @@ def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path
     _stage_dir(demo, work, limit=4)
     grown = run(stage, work)
     assert "3 prompt(s) to generate, 9 cached" in grown.stdout
-    assert len(read_parquet(work / f"data/eval/{MODEL}/predictions.parquet")) == 12
+    assert len(load("predictions", work, model=MODEL)) == 12
     con = duckdb.connect()
     assert con.execute(f"select count(*) from read_json('{cache}', format='newline_delimited')").fetchone()[0] == 12
+
+
+def _stale(project) -> set[str]:
+    out = run(["dvc", "status", "--json"], project)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout))
+
+
+def test_an_edit_makes_exactly_the_stages_that_use_it_stale(demo):
+    assert _stale(demo) == set()
+    evaluated = yaml.safe_load((demo / "params.yaml").read_text())["evaluate"]["models"]
+    prompts = demo / "registry/prompts.py"
+    original = prompts.read_text()
+    prompts.write_text(original + "\n# an edit\n")
+    assert _stale(demo) == {f"evaluate@{m}" for m in evaluated} | {"adversarial_traces", f"adversarial@{MODEL}"}
+    prompts.write_text(original)
+
+    catalog_file = demo / "registry/models.yaml"
+    original = catalog_file.read_text()
+    catalog_file.write_text(original.replace("(base of BioMed-R1-8B)", "(the base of BioMed-R1-8B)"))  # a model nobody evaluates
+    assert _stale(demo) == {"convert_models", "pin_models"}  # they read every entry; no evaluation is stale
+    catalog_file.write_text(original)
+    assert _stale(demo) == set()
 
 
 def test_nothing_to_reproduce_then_bad_input_keeps_outputs(demo):
     """Runs last: it breaks the demo input."""
     metrics = json.loads((demo / "data/metrics/ingest.json").read_text())
-    assert metrics["source"] == "demo" and metrics["questions"] == len(read_parquet(demo / "data/raw/questions.parquet"))
+    assert metrics["source"] == "demo" and metrics["questions"] == len(load("questions", demo))
     assert "medmcqa" in metrics["skipped"] and (demo / "data/results.duckdb").exists()
 
     second = run(["dvc", "repro"], demo)

@@ -5,12 +5,37 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from registry import generation
 from registry.backends import Backend, Completion, Generation
-from registry.evaluate import CompletionCache, cache_key, cmh_pvalue, evaluate, gaps, select_questions, summarise
+from registry.catalog import Model
+from registry.errors import MedregError
+from registry.evaluate import evaluate, select_questions
+from registry.generation import CompletionCache, Generator
+from registry.params import Runtime
+from registry.stats import cmh_pvalue, gaps, summarise
 from schemas.eval import GapsSchema, PredictionsSchema, SummarySchema
 
 GEN = Generation(max_new_tokens=4)
-MODEL = {"name": "fake", "chat": {"system": None, "prompt": "direct", "think": "keep"}}
+MODEL = Model(name="fake", title="a fake", source={"local": {"path": "nowhere"}}, family="general", size="0", backend="transformers",
+              generation={"max_new_tokens": 4})  # fmt: skip
+
+
+def runtime(batch_size: int) -> Runtime:
+    return Runtime(
+        backend=None, batch_size=batch_size, tensor_parallel_size=1, concurrency=1, max_retries=0, timeout_s=1, allow_unpinned=False, vllm={}
+    )
+
+
+def generator(cache: CompletionCache, backend: Backend | None = None, batch_size: int = 3, monkeypatch=None) -> Generator:
+    """A Generator whose backend is `backend`; with none, building the backend fails the test."""
+
+    def build(*args):
+        if backend is None:
+            raise AssertionError("nothing should be generated")
+        return backend
+
+    monkeypatch.setattr(generation, "make_backend", build)
+    return Generator(MODEL, runtime(batch_size), GEN, cache)
 
 
 class FakeBackend(Backend):
@@ -23,7 +48,7 @@ class FakeBackend(Backend):
         self.calls = 0
         self.fail_after = fail_after
 
-    def generate(self, chats, gen):
+    def generate(self, chats, gen, progress=None):
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt("killed")
@@ -46,7 +71,7 @@ def questions(n_per_bench: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
         for i in range(n_per_bench)
     ]
     q = pd.DataFrame(rows)
-    labels = q[["benchmark", "qid"]].assign(label=["reasoning" if int(i) < 3 else "knowledge" for i in q["qid"]])
+    labels = q[["benchmark", "qid"]].assign(category=["reasoning" if int(i) < 3 else "knowledge" for i in q["qid"]])
     return q, labels
 
 
@@ -58,48 +83,46 @@ def test_selection_is_seeded_and_a_larger_limit_keeps_the_smaller_set():
     assert set(zip(small.benchmark, small.qid, strict=True)) <= set(zip(large.benchmark, large.qid, strict=True))
     assert not small.equals(select_questions(q, labels, "all", 3, seed=2))
     assert set(select_questions(q, labels, ["b2"], None, 1)["benchmark"]) == {"b2"}
-    with pytest.raises(ValueError, match="nope"):
+    with pytest.raises(MedregError, match="nope"):
         select_questions(q, labels, ["nope"], 3, 1)
 
 
-def test_killed_run_resumes_to_the_same_table_and_a_larger_limit_generates_only_new_items(tmp_path):
+def test_killed_run_resumes_to_the_same_table_and_a_larger_limit_generates_only_new_items(tmp_path, monkeypatch):
     q, labels = questions(6)
     rows = select_questions(q, labels, "all", 4, seed=0)
 
-    ref = evaluate(MODEL, rows, FakeBackend, "transformers", GEN, CompletionCache(tmp_path / "ref.jsonl"), batch_size=3)
+    ref = evaluate(generator(CompletionCache(tmp_path / "ref.jsonl"), FakeBackend(), monkeypatch=monkeypatch), rows)
     PredictionsSchema.validate(ref)
 
     cache_path = tmp_path / "c.jsonl"
     killed = FakeBackend(fail_after=1)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(MODEL, rows, lambda: killed, "transformers", GEN, CompletionCache(cache_path), batch_size=3)
+        evaluate(generator(CompletionCache(cache_path), killed, monkeypatch=monkeypatch), rows)
     assert len(cache_path.read_text().splitlines()) == 3  # the first batch survived
     with cache_path.open("a") as f:
         f.write('{"key": "torn')  # a write cut by SIGKILL
     resumed_backend = FakeBackend()
     cache = CompletionCache(cache_path)
     assert cache.torn == 1
-    resumed = evaluate(MODEL, rows, lambda: resumed_backend, "transformers", GEN, cache, batch_size=3)
+    resumed = evaluate(generator(cache, resumed_backend, monkeypatch=monkeypatch), rows)
     assert len(resumed_backend.asked) == 5
     pd.testing.assert_frame_equal(resumed, ref)
     assert len(cache_path.read_text().splitlines()) == 8 and not resumed.duplicated(["benchmark", "qid"]).any()
 
     more = select_questions(q, labels, "all", 6, seed=0)
     grown_backend = FakeBackend()
-    grown = evaluate(MODEL, more, lambda: grown_backend, "transformers", GEN, CompletionCache(cache_path), batch_size=3)
+    grown = evaluate(generator(CompletionCache(cache_path), grown_backend, monkeypatch=monkeypatch), more)
     assert len(grown_backend.asked) == 4 and len(grown) == 12
 
-    def never():
-        raise AssertionError("nothing should be generated")
-
-    again = evaluate(MODEL, more, never, "transformers", GEN, CompletionCache(cache_path), batch_size=3)
+    again = evaluate(generator(CompletionCache(cache_path), None, monkeypatch=monkeypatch), more)  # all cached: no backend is built
     pd.testing.assert_frame_equal(again, grown)
-    assert cache_key("fake", "transformers", "h", GEN) != cache_key("fake", "transformers", "h", Generation(max_new_tokens=5))
+    g, chat = generator(CompletionCache(cache_path), None, monkeypatch=monkeypatch), [{"role": "user", "content": "q"}]
+    assert g.key(chat, GEN) != g.key(chat, Generation(max_new_tokens=5))
 
 
-def test_unparseable_output_is_scored_wrong_and_flagged(tmp_path):
+def test_unparseable_output_is_scored_wrong_and_flagged(tmp_path, monkeypatch):
     q, labels = questions(4)
-    preds = evaluate(MODEL, select_questions(q, labels, "all", None, 0), FakeBackend, "transformers", GEN, CompletionCache(tmp_path / "c.jsonl"), 8)
+    preds = evaluate(generator(CompletionCache(tmp_path / "c.jsonl"), FakeBackend(), 8, monkeypatch), select_questions(q, labels, "all", None, 0))
     odd = preds["qid"].astype(int) % 2 == 1
     assert preds.loc[odd, "correct"].all() and not preds.loc[~odd, "correct"].any()
     assert preds.loc[~odd, "parse_failed"].all() and preds.loc[~odd, "extracted"].isna().all()
@@ -108,14 +131,14 @@ def test_unparseable_output_is_scored_wrong_and_flagged(tmp_path):
 def hand_made() -> pd.DataFrame:
     """Model m: b1 knowledge 8/10, b1 reasoning 3/10, b2 knowledge 5/5, b2 reasoning 1/5."""
     rows = []
-    for bench, split, n, k in [("b1", "knowledge", 10, 8), ("b1", "reasoning", 10, 3), ("b2", "knowledge", 5, 5), ("b2", "reasoning", 5, 1)]:
-        rows += [{"model": "m", "benchmark": bench, "split": split, "correct": i < k, "parse_failed": i == n - 1} for i in range(n)]
+    for bench, category, n, k in [("b1", "knowledge", 10, 8), ("b1", "reasoning", 10, 3), ("b2", "knowledge", 5, 5), ("b2", "reasoning", 5, 1)]:
+        rows += [{"model": "m", "benchmark": bench, "category": category, "correct": i < k, "parse_failed": i == n - 1} for i in range(n)]
     return pd.DataFrame(rows)
 
 
 def test_summary_counts_accuracy_and_seeded_bootstrap_ci():
     s = SummarySchema.validate(summarise(hand_made(), n_boot=4000, seed=0))
-    get = s.set_index(["benchmark", "split"])
+    get = s.set_index(["benchmark", "category"])
     assert get.loc[("b1", "knowledge"), ["n", "correct"]].tolist() == [10, 8]
     assert get.loc[("all", "all"), ["n", "correct", "parse_failed"]].tolist() == [30, 17, 4]
     assert get.loc[("all", "reasoning"), "accuracy"] == pytest.approx(4 / 15)

@@ -4,8 +4,9 @@ import unicodedata
 import pytest
 
 from registry import catalog
-from registry.ingest import IngestError, ingest, normalise, read_records
-from schemas.questions import questions_schema
+from registry.errors import MedregError
+from registry.ingest import ingest, normalise, read_records
+from schemas.questions import QuestionsSchema
 
 from .conftest import DEMO
 
@@ -27,9 +28,9 @@ def test_demo_jsonl_medxpertqa_keeps_ids_options_and_expert_labels(demo):
         got = q.loc[r["id"]]
         assert got.answer == r["label"]
         assert got.options == r["options"] and list(got.options) == list(r["options"])
-        assert got.expert_label == {"Reasoning": "reasoning", "Understanding": "knowledge"}[r["question_type"]]
+        assert got.expert_category == {"Reasoning": "reasoning", "Understanding": "knowledge"}[r["question_type"]]
         assert json.loads(got.meta) == {"medical_task": r["medical_task"], "body_system": r["body_system"]}
-    labels = q.expert_label.value_counts()
+    labels = q.expert_category.value_counts()
     assert labels["reasoning"] >= 25 and labels["knowledge"] >= 25  # both classes well represented
 
 
@@ -57,7 +58,7 @@ def test_demo_json_object_pubmedqa_maps_decision_to_fixed_options(demo):
 
 def test_demo_json_list_sft_examples_have_the_medical_o1_fields():
     path = catalog.dataset_path("sft_demo", catalog.PACKAGE_DIR.parent)
-    records = [rec for _, rec in read_records(path, "json_list")]
+    records = [r.value for r in read_records(path, "json_list")]
     assert len(records) >= 30
     for rec in records:
         assert isinstance(rec, dict), rec
@@ -67,7 +68,7 @@ def test_demo_json_list_sft_examples_have_the_medical_o1_fields():
 
 
 def test_demo_ingest_validates_is_deterministic_and_reports_skipped(demo):
-    questions_schema().validate(demo.questions)
+    QuestionsSchema.validate(demo.questions)
     again = ingest(catalog.benchmarks(), "demo", DEMO)
     assert again.questions.equals(demo.questions)
     assert len(demo.questions) >= 120
@@ -78,7 +79,7 @@ def test_demo_ingest_validates_is_deterministic_and_reports_skipped(demo):
 def test_normalise_strips_and_nfc_normalises_text():
     entry = catalog.benchmarks()["medqa"]
     decomposed = "  Cafe\u0301 au lait spots\n\n"
-    row, errors = normalise({"question": decomposed, "options": {"A": " x\u0301 ", "B": "y"}, "answer_idx": "b"}, entry, entry["fields"])
+    row, errors = normalise({"question": decomposed, "options": {"A": " x\u0301 ", "B": "y"}, "answer_idx": "b"}, entry, entry.fields)
     assert errors == []
     assert row["question"] == unicodedata.normalize("NFC", "Cafe\u0301 au lait spots") == "Café au lait spots"
     assert row["options"] == {"A": unicodedata.normalize("NFC", "x\u0301"), "B": "y"}
@@ -115,17 +116,17 @@ def test_hub_source_uses_pinned_revision_and_parses_string_options(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     result = ingest(catalog.benchmarks(), "hub", ".", benchmarks=["medqa"])
-    study = catalog.benchmarks()["medqa"]["hub"]["study"]
-    assert calls == [("zou-lab/BioMed-R1-Eval", "medqa", "test", study["revision"])]
+    study = catalog.benchmarks()["medqa"].hub["study"]
+    assert calls == [("zou-lab/BioMed-R1-Eval", "medqa", "test", study.revision)]
     q = result.questions
     assert list(q.qid) == ["medqa-0", "medqa-1"]
     assert q.options[0] == {"A": "a", "B": "b", "C": "c", "D": "d"} and q.answer[0] == "C"
-    assert q.source_file[0] == f"hf://zou-lab/BioMed-R1-Eval@{study['revision']}/medqa/test"
+    assert q.source_file[0] == f"hf://zou-lab/BioMed-R1-Eval@{study.revision}/medqa/test"
     assert json.loads(q.meta[0])["reasoning_prob"] == 0.7
 
 
 def test_hub_source_refuses_unpinned_revision_unless_allowed(monkeypatch):
-    with pytest.raises(IngestError, match="unpinned revision"):
+    with pytest.raises(MedregError, match="not pinned"):
         ingest(catalog.benchmarks(), "hub", ".", benchmarks=["medxpertqa"], hub_source="original")
 
 
@@ -136,12 +137,10 @@ def test_hub_failure_names_the_benchmark_and_dataset(monkeypatch):
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(IngestError, match=r"hf://zou-lab/BioMed-R1-Eval@\w+/nejm/test:-: field '<source>': cannot read: ConnectionError"):
+    with pytest.raises(MedregError, match=r"hf://zou-lab/BioMed-R1-Eval@\w+/nejm/test: benchmark 'nejm': cannot read: ConnectionError"):
         ingest(catalog.benchmarks(), "hub", ".", benchmarks=["nejm"])
 
 
-def test_unknown_benchmark_or_source_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown benchmark"):
+def test_unknown_benchmark_is_a_clear_error():
+    with pytest.raises(MedregError, match="unknown benchmark"):
         ingest(catalog.benchmarks(), "demo", DEMO, benchmarks=["medqa", "medqa_typo"])
-    with pytest.raises(ValueError, match="ingest.source must be one of"):
-        ingest(catalog.benchmarks(), "s3", DEMO)

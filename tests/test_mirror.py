@@ -30,12 +30,12 @@ def test_mirror_reports_missing_benchmarks_by_name(result):
     assert metrics["n_skipped"] == 5 and metrics["questions"] == len(result.questions)
 
 
-def test_mirror_expert_labels_match_question_type(result, mirror):
+def test_mirror_expert_categorys_match_question_type(result, mirror):
     raw = [json.loads(line) for line in (mirror / "medreason/MedXpertQA_test.jsonl").open()]
     q = result.questions[result.questions.benchmark == "medxpertqa"]
-    assert (q.expert_label == "reasoning").sum() == sum(r["question_type"] == "Reasoning" for r in raw)
-    assert (q.expert_label == "knowledge").sum() == sum(r["question_type"] == "Understanding" for r in raw)
-    assert result.questions[result.questions.benchmark != "medxpertqa"].expert_label.isna().all()
+    assert (q.expert_category == "reasoning").sum() == sum(r["question_type"] == "Reasoning" for r in raw)
+    assert (q.expert_category == "knowledge").sum() == sum(r["question_type"] == "Understanding" for r in raw)
+    assert result.questions[result.questions.benchmark != "medxpertqa"].expert_category.isna().all()
 
 
 def test_source_pointer_leads_back_to_the_upstream_row(result, mirror):

@@ -81,41 +81,39 @@ def server():
         s.close()
 
 
-def test_a_500_then_success_is_retried_with_backoff(server, monkeypatch):
+def test_a_500_then_success_is_retried_by_the_client(server, monkeypatch):
     srv = server({0: (500, {}, 0.0)})
     monkeypatch.setenv("LOCAL_KEY", "sk-test")
-    backend = OpenAIBackend(srv.url, "served-model", "LOCAL_KEY", backoff_s=0.25)
-    waits = []
-    done = backend.request(CHAT, GEN, sleep=waits.append)
+    done = OpenAIBackend(srv.url, "served-model", "LOCAL_KEY").request(CHAT, GEN)
     assert done.text == "Answer: X" and done.tokens == 3
-    assert len(srv.requests) == 2 and len(waits) == 1 and 0.25 <= waits[0] <= 0.3
-    assert srv.headers[1]["Authorization"] == "Bearer sk-test"
+    assert len(srv.requests) == 2
+    assert {k.lower(): v for k, v in srv.headers[1].items()}["authorization"] == "Bearer sk-test"
     body = srv.requests[1]
     assert body["model"] == "served-model" and body["max_tokens"] == 8 and body["temperature"] == 0.0 and body["messages"] == CHAT
+    assert "seed" not in body  # greedy
 
 
 def test_429_honours_retry_after_and_gives_up_after_max_retries(server):
-    srv = server({0: (429, {"Retry-After": "3"}, 0.0)})
-    waits = []
-    assert OpenAIBackend(srv.url, "m").request(CHAT, GEN, sleep=waits.append).text == "Answer: X"
-    assert 3 <= waits[0] < 3.5
+    srv = server({0: (429, {"Retry-After": "2"}, 0.0)})
+    start = time.perf_counter()
+    assert OpenAIBackend(srv.url, "m").request(CHAT, GEN).text == "Answer: X"
+    assert 2 <= time.perf_counter() - start < 4
     always = server({i: (503, {}, 0.0) for i in range(10)})
-    with pytest.raises(BackendError, match="gave up after 3 attempts"):
-        OpenAIBackend(always.url, "m", max_retries=2).request(CHAT, GEN, sleep=lambda s: None)
+    with pytest.raises(BackendError, match="HTTP 503 after 2 retries"):
+        OpenAIBackend(always.url, "m", max_retries=2).request(CHAT, GEN)
     assert len(always.requests) == 3
 
 
 def test_client_errors_are_not_retried(server):
     srv = server({0: (400, {}, 0.0)})
     with pytest.raises(BackendError, match="HTTP 400"):
-        OpenAIBackend(srv.url, "m").request(CHAT, GEN, sleep=lambda s: None)
+        OpenAIBackend(srv.url, "m").request(CHAT, GEN)
     assert len(srv.requests) == 1
 
 
 def test_a_timeout_is_retried(server):
     srv = server({0: (200, {}, 1.5)})
-    backend = OpenAIBackend(srv.url, "m", timeout_s=0.5)
-    assert backend.request(CHAT, GEN, sleep=lambda s: None).text == "Answer: X"
+    assert OpenAIBackend(srv.url, "m", timeout_s=0.5).request(CHAT, GEN).text == "Answer: X"
     assert len(srv.requests) == 2
 
 
@@ -127,11 +125,14 @@ def test_concurrency_is_bounded_and_order_kept(server):
     assert srv.max_in_flight == 3
 
 
-def test_prefill_uses_continue_final_message_only_where_declared(server):
+def test_prefill_and_template_options_go_in_the_body_only_where_declared(server):
     srv = server()
     prefilled = [*CHAT, {"role": "assistant", "content": "Let me reason. The answer is C"}]
-    OpenAIBackend(srv.url, "m", continue_final_message=True).request(prefilled, GEN)
-    assert srv.requests[0]["continue_final_message"] is True and srv.requests[0]["add_generation_prompt"] is False
+    sampled = Generation(max_new_tokens=8, temperature=0.7, seed=3)
+    OpenAIBackend(srv.url, "m", continue_final_message=True, template_kwargs={"enable_thinking": True}).request(prefilled, sampled)
+    body = srv.requests[0]
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    assert body["chat_template_kwargs"] == {"enable_thinking": True} and body["seed"] == 3 and body["temperature"] == 0.7
     with pytest.raises(BackendError, match="continue_final_message"):
-        OpenAIBackend(srv.url, "m").request(prefilled, GEN)
-    assert len(srv.requests) == 1
+        OpenAIBackend(srv.url, "m").generate([CHAT, prefilled], GEN)
+    assert len(srv.requests) == 1  # refused before anything was sent

@@ -1,5 +1,6 @@
 import pytest
 
+from registry.catalog import Chat
 from registry.prompts import build_chat, extract_answer, prompt_hash, user_prompt
 
 OPTS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Clopidogrel"}
@@ -84,9 +85,9 @@ def test_prompt_lists_options_and_instruction_and_hash_tracks_every_byte():
     row = {"question": "Which drug?", "context": None, "options": OPTS, "answer_format": "letter"}
     text = user_prompt(row)
     assert "Question: Which drug?" in text and "C. Warfarin" in text and "Answer: X" in text
-    chat = build_chat(row, {"system": "Be brief.", "prompt": "cot"})
+    chat = build_chat(row, Chat(system="Be brief.", prompt="cot"))
     assert [m["role"] for m in chat] == ["system", "user"] and "step by step" in chat[1]["content"]
-    assert prompt_hash(chat) != prompt_hash(build_chat(row, {"system": "Be brief!", "prompt": "cot"}))
+    assert prompt_hash(chat) != prompt_hash(build_chat(row, Chat(system="Be brief!", prompt="cot")))
     assert prompt_hash(chat) == prompt_hash([dict(m) for m in chat])
     ynm = user_prompt({"question": "Does X work?", "context": "Abstract text.", "options": YNM, "answer_format": "yes_no_maybe"})
     assert ynm.startswith("Abstract text.") and "yes, no or maybe" in ynm and "A. yes" not in ynm

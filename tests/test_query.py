@@ -1,41 +1,35 @@
 import json
 import shutil
 
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from registry import catalog, db
+from registry import catalog, db, io
 from registry.cli import main
 from registry.ingest import ingest
-from registry.io import write_parquet
-from schemas import adversarial, quarantine, questions, splits
-from schemas import eval as eval_schemas
 
 from .conftest import DEMO, ROOT
+
+EMPTY = ["quarantine", "classifier_split", "splits", "summary", "gaps", "adversarial_traces", "robustness"]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A project dir with demo questions, an empty quarantine and the database built over them."""
+    """A project dir with demo questions, empty other tables, and the database built over them."""
     work = tmp_path_factory.mktemp("q")
     shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")  # marks the project root for `medreg`
-    result = ingest(catalog.benchmarks(), "demo", DEMO)
-    write_parquet(result.questions, work / "data/raw/questions.parquet", questions.ARROW_SCHEMA)
-    empty = result.questions.iloc[:0][["benchmark", "qid", "source_file", "source_row"]].assign(errors="", raw="")
-    write_parquet(empty, work / "data/raw/quarantine.parquet", quarantine.ARROW_SCHEMA)
-    empty_tables = {
-        "classifier_split": splits.CLASSIFIER_SPLIT_ARROW,
-        "splits": splits.LABELS_ARROW,
-        "summary": eval_schemas.SUMMARY_ARROW,
-        "gaps": eval_schemas.GAPS_ARROW,
-        "adversarial_traces": adversarial.TRACES_ARROW,
-        "robustness": adversarial.ROBUSTNESS_ARROW,
-    }
-    for name, schema in empty_tables.items():
-        write_parquet(schema.empty_table().to_pandas(), catalog.dataset_path(name, work), schema)
-    counts = db.build(work / "data/results.duckdb", work)  # no evaluated models: no predictions views
-    assert counts == {"questions": len(result.questions), "quarantine": 0, "questions_labeled": 0} | dict.fromkeys(empty_tables, 0)
-    return work, result.questions
+    questions = ingest(catalog.benchmarks(), "demo", DEMO).questions
+    io.save("questions", questions, work)
+    sources = {"questions": [catalog.dataset_path("questions", work)]}
+    for name in EMPTY:
+        path = catalog.dataset_path(name, work)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(io.arrow_schema(io.schema(name)).empty_table(), path)
+        sources[catalog.dataset(name).table] = [path]
+    counts = db.build(catalog.dataset_path("results_db", work), sources, catalog.views())
+    assert counts == {"questions": len(questions), "questions_labeled": 0} | dict.fromkeys([catalog.dataset(n).table for n in EMPTY], 0)
+    return work, questions
 
 
 def _invoke(workdir, monkeypatch, *args):
@@ -53,14 +47,8 @@ def test_query_counts_match_the_parquet(workdir, monkeypatch):
 
 def test_query_csv_and_map_access(workdir, monkeypatch):
     _, q = workdir
-    out = _invoke(
-        workdir,
-        monkeypatch,
-        "query",
-        "--format",
-        "csv",
-        "select qid, options[answer] as text from questions where benchmark = 'pubmedqa' order by qid",
-    )
+    sql = "select qid, options[answer] as text from questions where benchmark = 'pubmedqa' order by qid"
+    out = _invoke(workdir, monkeypatch, "query", "--format", "csv", sql)
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert lines[0] == "qid,text" and len(lines) == 1 + (q.benchmark == "pubmedqa").sum()
@@ -72,18 +60,57 @@ def test_query_csv_and_map_access(workdir, monkeypatch):
     [
         "insert into questions select * from questions",
         "create table t as select 1",
-        "drop view questions",
+        "drop view questions_labeled",
         "copy (select 1) to 'leak.csv'",
         "attach 'other.duckdb'",
         "select 1; delete from questions",
     ],
 )
-def test_query_refuses_writes_with_exit_2(workdir, monkeypatch, sql):
+def test_write_statements_are_refused_with_exit_2(workdir, monkeypatch, sql):
     work, _ = workdir
     out = _invoke(workdir, monkeypatch, "query", sql)
     assert out.exit_code == 2
     assert "refused" in out.output and "read-only" in out.output
     assert not list(work.rglob("leak.csv")) and not list(work.rglob("other.duckdb"))
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "explain analyze copy (select 1 as a) to '{tmp}/leak.csv'",
+        "explain analyze copy (select 1 as a) to '{parquet}' (use_tmp_file false)",
+        "select * from read_csv('/etc/passwd')",
+        "select * from read_text('/etc/hostname')",
+        "select * from glob('/root/*')",
+        "select * from '{parquet}'",
+        "explain analyze set threads = 1",
+    ],
+)
+def test_the_engine_refuses_file_access_and_configuration_changes(workdir, monkeypatch, tmp_path, sql):
+    work, _ = workdir
+    parquet = catalog.dataset_path("questions", work)
+    before = parquet.read_bytes()
+    out = _invoke(workdir, monkeypatch, "query", sql.format(tmp=tmp_path, parquet=parquet))
+    assert out.exit_code == 2, out.output
+    assert "disabled by configuration" in out.output or "configuration has been locked" in out.output, out.output
+    assert not list(tmp_path.iterdir()) and parquet.read_bytes() == before
+
+
+def test_sql_may_start_with_a_comment(workdir, monkeypatch):
+    out = _invoke(workdir, monkeypatch, "query", "--format", "json", "-- how many?\nselect count(*) as n from questions")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)[0]["n"] == len(workdir[1])
+
+
+def test_the_database_works_from_anywhere_and_without_the_parquet_files(workdir, tmp_path, monkeypatch):
+    work, q = workdir
+    copy = tmp_path / "elsewhere" / "results.duckdb"
+    copy.parent.mkdir()
+    shutil.copy(catalog.dataset_path("results_db", work), copy)
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, ["query", "--db", str(copy), "--format", "json", "select count(*) n, count(options['A']) a from questions"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == [{"n": len(q), "a": int(q.options.map(lambda o: "A" in o).sum())}]
 
 
 def test_bad_query_exits_2_with_duckdb_message(workdir, monkeypatch):
@@ -93,12 +120,12 @@ def test_bad_query_exits_2_with_duckdb_message(workdir, monkeypatch):
     assert out.exit_code == 2 and "Parser Error" in out.output
 
 
-def test_tables_lists_views_with_row_counts(workdir, monkeypatch):
+def test_tables_lists_tables_and_views_with_row_counts(workdir, monkeypatch):
     _, q = workdir
     out = _invoke(workdir, monkeypatch, "tables", "--format", "json")
     assert out.exit_code == 0, out.output
-    got = {r["name"]: r["rows"] for r in json.loads(out.output)}
-    assert got["questions"] == len(q) and got["quarantine"] == 0 and got["summary"] == 0 and "robustness" in got
+    got = {r["name"]: (r["type"], r["rows"]) for r in json.loads(out.output)}
+    assert got["questions"] == ("table", len(q)) and got["quarantine"] == ("table", 0) and got["questions_labeled"] == ("view", 0)
 
 
 def test_missing_database_is_a_clear_error(tmp_path, monkeypatch):
@@ -108,9 +135,9 @@ def test_missing_database_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_every_command_has_help_with_an_example():
-    for cmd in ([], ["query"], ["tables"], ["benchmarks"]):
+    for cmd in ([], *([name] for name in main.commands)):
         out = CliRunner().invoke(main, [*cmd, "--help"])
-        assert out.exit_code == 0 and "Example" in out.output
+        assert out.exit_code == 0 and "Example" in out.output, cmd
 
 
 def test_table_format_cuts_wide_cells(workdir, monkeypatch):

@@ -1,0 +1,113 @@
+"""Cached, resumable generation with one model: the one object the evaluate, trace and adversarial stages share."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from registry.backends import Backend, Chat, Completion, Generation, make_backend
+from registry.catalog import Model
+from registry.io import atomic_path
+from registry.params import GenerationOverrides, Runtime
+from registry.prompts import prompt_hash
+
+
+def generation_settings(model: Model, overrides: GenerationOverrides | None) -> Generation:
+    """The model's catalog generation defaults with the non-null params overrides applied."""
+    base = model.generation
+    o = overrides or GenerationOverrides(max_new_tokens=None, temperature=None, top_p=None, seed=0)
+    return Generation(
+        max_new_tokens=o.max_new_tokens or base.max_new_tokens,
+        temperature=base.temperature if o.temperature is None else o.temperature,
+        top_p=o.top_p or base.top_p,
+        seed=o.seed,
+    )
+
+
+class CompletionCache:
+    """Append-only JSONL of completions keyed by `Generator.key`; survives a kill mid-write (a torn last line is dropped)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.torn = 0
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[entry["key"]] = entry
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    self.torn += 1
+        if self.torn:  # rewrite without the torn line(s), so appends start on a clean line
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values()), encoding="utf-8")
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self.entries[key]
+
+    def add(self, entries: list[dict[str, Any]]) -> None:
+        """Append entries and fsync, so everything added survives a crash."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+            f.flush()
+            os.fsync(f.fileno())
+        self.entries.update((e["key"], e) for e in entries)
+
+
+@dataclass
+class Generator:
+    """One model's generation for a stage run: settings, cache, flush size, and its backend, built once on first need."""
+
+    model: Model
+    runtime: Runtime
+    gen: Generation
+    cache: CompletionCache
+    root: Path = Path(".")
+    _backend: Backend | None = field(default=None, repr=False)
+
+    @property
+    def backend_name(self) -> str:
+        return self.runtime.backend or self.model.backend
+
+    def backend(self) -> Backend:
+        """The backend, loaded on the first call only (one engine per process, however many attempts or batches)."""
+        if self._backend is None:
+            self._backend = make_backend(self.model, self.runtime, self.root)
+        return self._backend
+
+    def key(self, chat: Chat, gen: Generation) -> str:
+        """Cache key: model, backend, prompt hash and generation settings."""
+        return hashlib.sha256(json.dumps([self.model.name, self.backend_name, prompt_hash(chat), asdict(gen)]).encode()).hexdigest()[:24]
+
+    def complete(self, chats: list[Chat], desc: str, gen: Generation | None = None) -> list[Completion]:
+        """Completions for all chats: cached ones read back, missing ones generated longest-first and cached batch by batch.
+
+        Generation order depends only on the missing set, so a resumed run repeats exactly the batches a killed run had left.
+        """
+        gen = gen or self.gen
+        keys = [self.key(c, gen) for c in chats]
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        missing = sorted((k, i) for k, i in first.items() if k not in self.cache)
+        missing.sort(key=lambda p: -len(json.dumps(chats[p[1]])))  # stable: equal lengths stay in key order
+        print(f"{desc}: {len(missing)} prompt(s) to generate, {len(first) - len(missing)} cached")
+        if missing:
+            backend = self.backend()
+            flush = self.runtime.batch_size
+            with tqdm(total=len(missing), desc=desc, unit="prompt") as bar:
+                for start in range(0, len(missing), flush):
+                    chunk = missing[start : start + flush]
+                    done = backend.generate([chats[i] for _, i in chunk], gen, bar)
+                    self.cache.add(
+                        [{"key": k, "text": c.text, "tokens": c.tokens, "latency_s": c.latency_s} for (k, _), c in zip(chunk, done, strict=True)]
+                    )
+        return [Completion(self.cache[k]["text"], self.cache[k]["tokens"], self.cache[k]["latency_s"]) for k in keys]

@@ -1,0 +1,213 @@
+"""params.yaml as typed models: every section validated once, at stage start, with errors that name the key.
+
+params.yaml is the one place for every knob's value (DVC tracks it); these models say what each knob may be.
+Names given in params (benchmarks, models) are checked against the catalogs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+
+from registry import catalog
+from registry.catalog import Strict
+from schemas.vocab import Backend, Protocol, Source
+
+PARAMS_YAML = "params.yaml"
+
+
+def _names(value: Any, what: str, all_ok: bool = False, empty_ok: bool = False) -> Any:
+    """'all' (if all_ok), [] (if empty_ok) or a non-empty list of distinct names of the benchmark or model catalog."""
+    if (all_ok and value == "all") or (empty_ok and value == []):
+        return value
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"must be {'all or ' if all_ok else ''}a non-empty list of {what} names, got {value!r}")
+    known = catalog.names(catalog.BENCHMARKS_YAML if what == "benchmark" else catalog.MODELS_YAML)
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown} (known: {', '.join(known)})")
+    if len(set(value)) != len(value):
+        raise ValueError(f"lists a {what} twice: {value}")
+    return value
+
+
+def _model(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a model name, got {value!r}")
+    return _names([value], "model")[0]
+
+
+Benchmarks = Annotated[Literal["all"] | list[str], BeforeValidator(lambda v: _names(v, "benchmark", all_ok=True))]
+SomeBenchmarks = Annotated[list[str], BeforeValidator(lambda v: _names(v, "benchmark", empty_ok=True))]
+Models = Annotated[list[str], BeforeValidator(lambda v: _names(v, "model"))]
+ModelName = Annotated[str, BeforeValidator(_model)]
+
+
+class Ingest(Strict):
+    """Where questions come from and what happens to bad rows or vanished benchmarks."""
+
+    source: Source
+    demo_dir: str
+    mirror_dir: str
+    benchmarks: Benchmarks
+    hub_source: Literal["study", "original"]
+    allow_unpinned: bool
+    allow_drop: SomeBenchmarks  # benchmarks that may vanish (file deleted or empty) without failing
+    on_invalid: Literal["fail", "quarantine"]
+
+
+class Split(Strict):
+    """The classifier's stratified train/val/test fractions (they sum to 1)."""
+
+    train: float = Field(gt=0, lt=1)
+    val: float = Field(gt=0, lt=1)
+    test: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        if abs(self.train + self.val + self.test - 1) > 1e-9:
+            raise ValueError(f"train + val + test must be 1, got {self.train + self.val + self.test:g}")
+        return self
+
+
+class Classifier(Strict):
+    """The reasoning-vs-knowledge classifier: encoder, input, training and threshold."""
+
+    base_model: str
+    text: Literal["question", "question_options"]
+    max_length: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    warmup: float = Field(ge=0, lt=1)  # fraction of the steps
+    class_weights: Literal["balanced", "none"]
+    threshold: Literal["tune"] | float
+    seed: int
+    split: Split
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, v: Any) -> Any:
+        if v != "tune" and not 0 < v < 1:
+            raise ValueError(f"must be 'tune' or a number in (0, 1), got {v!r}")
+        return v
+
+
+class Label(Strict):
+    """Categorising every question with the trained classifier."""
+
+    prefer_expert: bool  # category = the expert's where the source has one
+    batch_size: int = Field(gt=0)
+    quantize: bool
+
+
+class Questions(Strict):
+    """Which questions are evaluated: benchmarks, a per-benchmark limit in a seeded order."""
+
+    benchmarks: Benchmarks
+    limit: int | None = Field(gt=0)  # per benchmark; null = all
+    seed: int
+
+
+class GenerationOverrides(Strict):
+    """Overrides of a model's catalog generation defaults; null keeps the default."""
+
+    max_new_tokens: int | None = Field(gt=0)
+    temperature: float | None = Field(ge=0)
+    top_p: float | None = Field(gt=0, le=1)
+    seed: int
+
+
+class Runtime(Strict):
+    """How generation runs: backend override, batching, parallelism, endpoint limits."""
+
+    backend: Backend | None  # null = each model's catalog default
+    batch_size: int = Field(gt=0)  # prompts per generate call and per cache flush
+    tensor_parallel_size: int = Field(gt=0)
+    concurrency: int = Field(gt=0)
+    max_retries: int = Field(ge=0)
+    timeout_s: float = Field(gt=0)
+    allow_unpinned: bool
+    vllm: dict[str, Any]  # extra vllm.LLM arguments
+
+    @field_validator("vllm")
+    @classmethod
+    def _not_twice(cls, v: dict[str, Any]) -> dict[str, Any]:
+        twice = sorted(set(v) & {"model", "revision", "tensor_parallel_size"})
+        if twice:
+            raise ValueError(f"{twice} are set elsewhere (the model catalog, evaluate.runtime.tensor_parallel_size), not in vllm")
+        return v
+
+
+class Bootstrap(Strict):
+    """Percentile bootstrap resamples and their seed."""
+
+    n: int = Field(gt=0)
+    seed: int
+
+
+class Evaluate(Strict):
+    """Clean evaluation: models, questions, generation overrides, runtime, bootstrap."""
+
+    models: Models
+    questions: Questions
+    generation: GenerationOverrides
+    runtime: Runtime
+    bootstrap: Bootstrap
+
+
+class Traces(Strict):
+    """Misleading traces: from a generator model (validated, retried) or from the study collection."""
+
+    source: Literal["model", "study"]
+    generator: ModelName
+    per_question: int = Field(gt=0)
+    max_attempts: int = Field(gt=0)
+    retry_temperature: float = Field(gt=0)
+    seed: int
+    generation: GenerationOverrides
+
+
+class Adversarial(Strict):
+    """Adversarial evaluation: models, protocol, cue, traces."""
+
+    models: Models
+    protocol: Protocol
+    cue: str | None  # null: the default cue
+    traces: Traces
+
+    @field_validator("models")
+    @classmethod
+    def _evaluated(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        clean = (info.context or {}).get("evaluated", [])
+        missing = [m for m in v if m not in clean]
+        if missing:
+            raise ValueError(f"{missing} not in evaluate.models: the clean run is the baseline of the adversarial one")
+        return v
+
+
+class Cpu(Strict):
+    """Torch on CPU."""
+
+    threads: int = Field(gt=0)  # torch threads on CPU: training and inference are bit-identical for a given count
+
+
+class Params(Strict):
+    """Every section of params.yaml."""
+
+    cpu: Cpu
+    ingest: Ingest
+    classifier: Classifier
+    label: Label
+    evaluate: Evaluate
+    adversarial: Adversarial
+
+
+def load_params(path: Path | str = PARAMS_YAML) -> Params:
+    """params.yaml, validated: a CatalogError names each bad key (e.g. `classifier.split.test`)."""
+    data = catalog.load_yaml(path)
+    evaluated = data.get("evaluate", {}).get("models", []) if isinstance(data, dict) else []
+    return catalog.check(Params, data, path, context={"evaluated": evaluated if isinstance(evaluated, list) else []})
