@@ -177,6 +177,7 @@ def evaluate(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
 
 def save(model_dir: Path | str, tokenizer, model, meta: dict[str, Any], card: str) -> None:
     """Write weights, tokenizer, medreg.json (label map, params, threshold, metrics) and README.md; atomically."""
+    tokenizer.init_kwargs.pop("local_files_only", None)  # a property of the run (HF_HUB_OFFLINE), not of the model
     with atomic_path(model_dir, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

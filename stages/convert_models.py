@@ -29,6 +29,7 @@ def convert(gguf: Path, out: Path) -> int:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     model.hf_quantizer.remove_quantization_config(model)  # else save_pretrained refuses a "quantized" model
+    tokenizer.init_kwargs.pop("local_files_only", None)  # a property of the run (HF_HUB_OFFLINE), not of the checkpoint
     with atomic_path(out, directory=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -26,9 +26,9 @@ def venv_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run a command in `cwd` with the venv on PATH, capturing text output."""
-    return subprocess.run(cmd, cwd=cwd, env=venv_env(), capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run a command in `cwd` with the venv on PATH (and `env` set), capturing text output."""
+    return subprocess.run(cmd, cwd=cwd, env=venv_env() | env, capture_output=True, text=True)
 
 
 def copy_project(dest: Path, with_git: bool = True) -> Path:
