@@ -283,20 +283,20 @@ def normalise(rec: dict[str, Any], entry: Benchmark, fields: Fields) -> tuple[di
 # ---------------------------------------------------------------- the loader
 
 
-def _vanished(name: str, file: str, why: str, previous: dict[str, tuple[str, int]]) -> str:
-    held = previous.get(name)
-    before = f" (the previous output held its {held[1]:,} questions)" if held else ""
+def _vanished(name: str, file: str, why: str, held: dict[str, int]) -> str:
+    before = f" ({held[name]:,} questions in the previous output)" if name in held else ""
     return f"{file}: {why}: benchmark '{name}'{before} would vanish; restore the file, or allow it with ingest.allow_drop: [{name}]"
 
 
-def _held_before(previous: pd.DataFrame | None) -> dict[str, tuple[str, int]]:
-    """Benchmark -> (resolved source file, question count) of the previous output."""
+def _held_before(previous: pd.DataFrame | None, source: str) -> dict[str, int]:
+    """benchmark -> question count in the previous output, if it came from the same kind of source (demo, mirror, hub).
+
+    Pointing the same source at another directory (a new mirror copy) keeps the guard; switching demo <-> mirror does not.
+    """
     if previous is None or previous.empty:
         return {}
-    out = {}
-    for (bench, file), g in previous.groupby(["benchmark", "source_file"]):
-        out[str(bench)] = (str(Path(str(file)).resolve()) if not str(file).startswith("hf://") else str(file), len(g))
-    return out
+    same = previous[previous["source"] == source]
+    return {str(k): int(v) for k, v in same.groupby("benchmark").size().items()}
 
 
 def load_rows(
@@ -312,7 +312,7 @@ def load_rows(
 ) -> tuple[pd.DataFrame, list[Problem], dict[str, str], dict[str, str], dict[str, int]]:
     """Read and normalise every chosen benchmark; returns (rows, parse problems, skipped, files, rows per file).
 
-    A benchmark named in params, or held by the previous output from the same file, must not vanish silently.
+    A benchmark named in params, or held by the previous output from the same kind of source, must not vanish silently.
     """
     rows: list[dict[str, Any]] = []
     problems: list[Problem] = []
@@ -320,13 +320,13 @@ def load_rows(
     files: dict[str, str] = {}
     counted: dict[str, int] = {}
     vanished: list[str] = []
-    held = _held_before(previous)
+    held = _held_before(previous, source)
     for name in tqdm(names, desc=f"ingest ({source})", unit="benchmark"):
         entry = catalog[name]
         if source in ("demo", "mirror"):
             path = root / entry.mirror.file
             display, fields = str(path), entry.fields
-            guarded = (explicit or held.get(name, ("",))[0] == str(path.resolve())) and name not in allow_drop
+            guarded = (explicit or name in held) and name not in allow_drop
             if not path.is_file():
                 if guarded:
                     vanished.append(_vanished(name, display, "file is missing", held))
@@ -413,7 +413,8 @@ def ingest(
 ) -> IngestResult:
     """Load, normalise and validate the chosen benchmarks; raise IngestError if rows are invalid and on_invalid is fail.
 
-    `previous` is the last output: a benchmark it held from a file that is now missing or empty is refused, not dropped.
+    `previous` is the last output: a benchmark it held from the same kind of source whose file is now missing or empty
+    is refused, not dropped (as is one named in `benchmarks`), unless `allow_drop` lists it.
     """
     root = Path(root)
     if source != "hub" and not root.is_dir():

@@ -161,15 +161,22 @@ def test_invalid_utf8_is_named_by_line_and_quarantined_alone(tmp_path):
     assert pmid in set(questions.qid)
 
 
-@pytest.mark.parametrize("damage", ["delete", "empty", "blank"])
+@pytest.mark.parametrize("damage", ["delete", "empty", "blank", "a new copy without it"])
 def test_a_benchmark_the_previous_output_held_does_not_vanish(tmp_path, damage):
     work = _workdir(tmp_path)
     assert _ingest(work).returncode == 0
     before = _snapshot(work)
     medqa = work / MEDQA
-    {"delete": medqa.unlink, "empty": lambda: medqa.write_text(""), "blank": lambda: medqa.write_text("\n  \n\n")}[damage]()
-    why = "file is missing" if damage == "delete" else "no rows (the file is empty)"
-    _refused(_ingest(work), f"{MEDQA}: {why}: benchmark 'medqa' (the previous output held its 44 questions) would vanish", "ingest.allow_drop")
+    if damage == "a new copy without it":  # the same kind of source, pointed at another directory
+        shutil.copytree(work / "demo", work / "demo2")
+        (work / "demo2/medreason/medqa_test.jsonl").unlink()
+        _set_params(work, demo_dir="demo2")
+        medqa = work / "demo2/medreason/medqa_test.jsonl"
+    else:
+        {"delete": medqa.unlink, "empty": lambda: medqa.write_text(""), "blank": lambda: medqa.write_text("\n  \n\n")}[damage]()
+    why = "no rows (the file is empty)" if damage in ("empty", "blank") else "file is missing"
+    file = medqa.relative_to(work).as_posix()
+    _refused(_ingest(work), f"{file}: {why}: benchmark 'medqa' (44 questions in the previous output) would vanish", "ingest.allow_drop: [medqa]")
     assert _snapshot(work) == before
 
     _set_params(work, allow_drop=["medqa"])
