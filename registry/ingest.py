@@ -289,7 +289,7 @@ def _vanished(name: str, file: str, why: str, held: dict[str, int]) -> str:
 
 
 def _held_before(previous: pd.DataFrame | None, source: str) -> dict[str, int]:
-    """benchmark -> question count in the previous output, if it came from the same kind of source (demo, mirror, hub).
+    """Count the previous output's questions per benchmark, if it came from the same kind of source (demo, mirror, hub).
 
     Pointing the same source at another directory (a new mirror copy) keeps the guard; switching demo <-> mirror does not.
     """
@@ -309,8 +309,8 @@ def load_rows(
     allow_unpinned: bool,
     allow_drop: list[str],
     previous: pd.DataFrame | None,
-) -> tuple[pd.DataFrame, list[Problem], dict[str, str], dict[str, str], dict[str, int]]:
-    """Read and normalise every chosen benchmark; returns (rows, parse problems, skipped, files, rows per file).
+) -> tuple[pd.DataFrame, list[Problem], dict[str, str], dict[str, str], dict[str, int], list[str]]:
+    """Read and normalise every chosen benchmark; returns (rows, parse problems, skipped, files, rows per file, vanished).
 
     A benchmark named in params, or held by the previous output from the same kind of source, must not vanish silently.
     """
@@ -369,13 +369,11 @@ def load_rows(
                 skipped[name] = f"no rows in {display} (allowed by ingest.allow_drop)"
             continue
         files[name], counted[display] = display, n
-    if vanished:
-        raise MedregError("\n".join(vanished))
     columns = [*QuestionsSchema.to_schema().columns, "_raw"]
     df = pd.DataFrame(rows, columns=columns)
     if df.empty:  # every row was rejected: give the empty table the schema's types
         df = df.astype({c: "int64" if c == "n_options" else "object" if c == "options" else "str" for c in columns})
-    return df, problems, skipped, files, counted
+    return df, problems, skipped, files, counted, vanished
 
 
 def schema_problems(df: pd.DataFrame) -> list[Problem]:
@@ -423,14 +421,16 @@ def ingest(
     unknown = [n for n in names if n not in catalog]
     if unknown:
         raise MedregError(f"ingest.benchmarks: unknown benchmark(s) {unknown} (the catalog has {', '.join(catalog)})")
-    df, problems, skipped, files, counted = load_rows(
+    df, problems, skipped, files, counted, vanished = load_rows(
         catalog, source, root, names, benchmarks != "all", hub_source, allow_unpinned, allow_drop or [], previous
     )
-    if not files:
+    if not files and not vanished:
         looked = ", ".join(catalog[n].mirror.file for n in names[:3]) + (", ..." if len(names) > 3 else "")
         where = f"hub source '{hub_source}'" if source == "hub" else f"{root} (looked for {looked})"
         raise MedregError(f"ingest.{source}_dir: no benchmark found in {where}" if source != "hub" else f"ingest: no benchmark has a {where}")
     problems += schema_problems(df)
+    if vanished:  # refused whatever on_invalid says; bad rows are reported in the same message
+        raise MedregError("\n".join(vanished + ([str(IngestError(problems, "", counted))] if problems else [])))
     if problems and on_invalid == "fail":
         raise IngestError(problems, " (ingest.on_invalid=fail; 'quarantine' keeps the valid rows)", counted)
     bad = {(p.file, p.row) for p in problems}
