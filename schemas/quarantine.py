@@ -1,4 +1,4 @@
-"""Schema of rejected input rows (`data/raw/quarantine.parquet`)."""
+"""Schema of rejected input rows (`data/quarantine/quarantine.parquet`)."""
 
 import pandera.pandas as pa
 from pandera.typing import Series

@@ -12,7 +12,7 @@ from registry.io import load
 
 from .conftest import DEMO, ROOT, run
 
-OUTPUTS = ["data/raw/questions.parquet", "data/raw/quarantine.parquet", "data/metrics/ingest.json"]
+OUTPUTS = ["data/raw/questions.parquet", "data/quarantine/quarantine.parquet", "data/metrics/ingest.json"]
 MEDQA = "demo/medreason/medqa_test.jsonl"
 PUBMEDQA = "demo/pubmedqa/ori_pqal.json"
 

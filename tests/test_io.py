@@ -25,6 +25,7 @@ def test_questions_round_trip_and_load_in_hugging_face_datasets(questions, tmp_p
 
     ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
     assert len(ds) == len(questions)
+    assert len(datasets.load_dataset(str(path.parent), split="train")) == len(questions)  # the folder holds only the questions
     first = questions.iloc[0]
     assert ds[0]["options"] == [{"letter": k, "text": v} for k, v in first["options"].items()]
     assert sum(c is not None for c in ds["expert_category"]) == questions["expert_category"].notna().sum()
