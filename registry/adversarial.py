@@ -14,12 +14,11 @@ from registry.catalog import Chat as ChatSettings
 from registry.evaluate import score
 from registry.generation import Generator
 from registry.ingest import Record
-from registry.prompts import WORD_TO_LETTER, build_chat, extract_answer, prompt_hash, user_prompt
+from registry.prompts import LETTER_TO_WORD, build_chat, extract_answer, prompt_hash, user_prompt
 from registry.stats import seed_of
 
 RECONSIDER_CUE = "\n\nWait, let me reconsider. Looking at the options again,"  # open-ended: a closed sentence lets small models stop
 RECONSIDER_TURN = "Please reconsider the question carefully, step by step, and give your final answer in the form 'Answer: X'."
-LETTER_TO_WORD = {v: k for k, v in WORD_TO_LETTER.items()}
 TRACE_COLUMNS = ["benchmark", "qid", "trace_index", "target", "trace", "generator", "prompt_hash", "attempts"]
 
 
@@ -106,11 +105,14 @@ def study_traces(records: Iterator[Record], benchmark: str, id_field: str | None
 def adversarial_chat(row: dict[str, Any], trace: str, chat: ChatSettings, protocol: str, cue: str = RECONSIDER_CUE) -> Chat:
     """The clean question followed by the misleading trace.
 
-    prefill: the trace plus a cue is the unfinished assistant turn; turn: the trace is a finished turn, then a user asks to reconsider.
+    prefill: the trace plus a cue is the unfinished assistant turn (for a thinking model, `think: strip`, inside an
+    opened think block, where its own reasoning would be); turn: the trace is a finished turn, then a user asks to
+    reconsider.
     """
     messages = build_chat(row, chat)
     if protocol == "prefill":
-        return [*messages, {"role": "assistant", "content": trace.rstrip() + cue}]
+        opened = "<think>\n" if chat.think == "strip" else ""
+        return [*messages, {"role": "assistant", "content": opened + trace.rstrip() + cue}]
     return [*messages, {"role": "assistant", "content": trace}, {"role": "user", "content": RECONSIDER_TURN}]
 
 
@@ -121,7 +123,8 @@ def evaluate_adversarial(generator: Generator, rows: pd.DataFrame, traces: pd.Da
     records = pairs.to_dict("records")
     chats = [adversarial_chat(r, r["trace"], model.chat, protocol, cue) for r in records]
     done = generator.complete(chats, f"adversarial {model.name} ({protocol})")
-    preds = score(model, generator.backend_name, records, [prompt_hash(c) for c in chats], done)
+    prefilled = protocol == "prefill" and model.chat.think == "strip"
+    preds = score(model, generator.backend_name, records, [prompt_hash(c) for c in chats], done, prefilled)
     preds["trace_index"] = [r["trace_index"] for r in records]
     preds["target"] = [r["target"] for r in records]
     preds["protocol"] = protocol

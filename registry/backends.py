@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +72,38 @@ def model_location(model: Model, root: Path | str = ".", allow_unpinned: bool = 
             )
         return source.hub.id, source.hub.revision
     raise BackendError(f"model '{model.name}' has an endpoint source: use backend openai")
+
+
+def sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 8 MB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pin(model: Model, root: Path | str = ".", hashed: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """Exactly what `model` loads: local checkpoint file digests (None if not written yet), Hub id and revision, or endpoint.
+
+    `hashed` shares the file digests between the models of one checkpoint.
+    """
+    source, hashed = model.source, {} if hashed is None else hashed
+    if source.local:
+        folder = Path(root) / source.local.path
+        key = source.local.path
+        if key not in hashed:
+            files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+            hashed[key] = {p.relative_to(folder).as_posix(): sha256(p) for p in files}
+        return {"model": model.name, "local": key, "files": hashed[key] or None}
+    if source.hub:
+        return {"model": model.name, "hub": source.hub.id, "revision": source.hub.revision}
+    return {"model": model.name, "endpoint": source.endpoint.base_url, "served_model": source.endpoint.model}
+
+
+def pin_digest(pin_content: dict[str, Any]) -> str:
+    """A short digest of a pin: part of the completion cache key, so new weights never reuse old completions."""
+    return hashlib.sha256(json.dumps(pin_content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def render_chat(tokenizer: Any, chat: Chat, template_kwargs: dict | None = None) -> str:

@@ -111,12 +111,12 @@ def check(cls: type[M], data: Any, path: Path | str, prefix: tuple = (), context
 
 @cache
 def names(path: Path) -> list[str]:
-    """The entry names of a catalog file (its benchmarks or models), without validating the entries.
+    """The entry names of a catalog file (its benchmarks, models or training datasets), without validating the entries.
 
     params.yaml is checked against these names; reading them is not a dependency on the entries' content.
     """
     data = load_yaml(path)
-    entries = data.get("benchmarks", data.get("models")) if isinstance(data, dict) else None
+    entries = next((data[k] for k in ("benchmarks", "models", "datasets") if k in data), None) if isinstance(data, dict) else None
     return [str(k) for k in entries] if isinstance(entries, dict) else []
 
 
@@ -133,12 +133,14 @@ class Fields(Strict):
     answer: str | None = None  # an option letter
     answer_text: str | None = None  # an option's text (yes/no/maybe)
     expert_category: str | None = None  # mapped through the benchmark's expert_categories
+    reasoning: str | None = None  # training data: the chain of thought
+    response: str | None = None  # training data: the final answer as text
     meta: list[str] = []  # kept as JSON
 
     @model_validator(mode="after")
     def _answer(self) -> Fields:
-        if (self.answer is None) == (self.answer_text is None):
-            raise ValueError("give exactly one of answer (a letter) and answer_text (an option's text)")
+        if self.answer is not None and self.answer_text is not None:
+            raise ValueError("give one of answer (a letter) and answer_text (an option's text), not both")
         return self
 
 
@@ -153,32 +155,50 @@ class HubSource(Strict):
 
 
 class MirrorFile(Strict):
-    """A file of the mirror (or demo) directory: path relative to it and its format."""
+    """A file of the mirror (or demo) directory: path relative to it, its format, and which of its rows count.
+
+    keys_in / keys_not_in: a JSON object file (same directory) whose keys keep / drop rows by key, e.g. PubMedQA's
+    official test split: the benchmark keeps its 500 questions, training may use the other 500.
+    """
 
     file: str
     format: Literal["jsonl", "json_object", "json_list"]
+    keys_in: str | None = None
+    keys_not_in: str | None = None
 
 
-class Benchmark(Strict):
-    """One benchmark: what it is, how its upstream rows map to our columns, where to read it."""
+class Source(Strict):
+    """What the generic loader needs of any question source: answers, options, field mapping."""
 
     title: str
     license: str
-    answer_format: AnswerFormat
+    answer_format: AnswerFormat | Literal["free_text"]
     max_options: int = Field(10, ge=2, le=26)
     fields: Fields
     expert_categories: dict[str, Category] = {}  # upstream expert label -> category
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Source:
+        if self.answer_format == "letter" and self.fields.options is None:
+            raise ValueError("lettered sources need fields.options")
+        if self.answer_format != "free_text" and self.fields.answer is None and self.fields.answer_text is None:
+            raise ValueError("give fields.answer (a letter) or fields.answer_text (an option's text)")
+        if self.fields.expert_category and not self.expert_categories:
+            raise ValueError("fields.expert_category needs expert_categories (upstream label -> reasoning | knowledge)")
+        return self
+
+
+class Benchmark(Source):
+    """One benchmark: what it is, how its upstream rows map to our columns, where to read it."""
+
+    answer_format: AnswerFormat
     mirror: MirrorFile
     hub: dict[str, HubSource]
 
     @model_validator(mode="after")
-    def _consistent(self) -> Benchmark:
+    def _study(self) -> Benchmark:
         if "study" not in self.hub:
             raise ValueError("hub needs a 'study' source (the study's own collection)")
-        if self.answer_format == "letter" and self.fields.options is None:
-            raise ValueError("lettered benchmarks need fields.options")
-        if self.fields.expert_category and not self.expert_categories:
-            raise ValueError("fields.expert_category needs expert_categories (upstream label -> reasoning | knowledge)")
         return self
 
 
@@ -201,6 +221,40 @@ class BenchmarkCatalog(Strict):
 def benchmarks(path: Path = BENCHMARKS_YAML) -> dict[str, Benchmark]:
     """The benchmark catalog, validated."""
     return check(BenchmarkCatalog, load_yaml(path), path).benchmarks
+
+
+# ---------------------------------------------------------------- training.yaml
+
+TRAINING_YAML = PACKAGE_DIR / "training.yaml"
+
+
+class TrainingSource(Source):
+    """One training dataset: SFT rows (with reasoning) or RL prompts (with a gold answer), and where each source has it."""
+
+    kind: Literal["sft", "rl"]
+    demo: MirrorFile | None = None  # relative to train_data.demo_dir
+    mirror: MirrorFile | None = None  # relative to train_data.mirror_dir
+    hub: HubSource | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> TrainingSource:
+        if self.kind == "sft" and self.fields.reasoning is None:
+            raise ValueError("sft sources need fields.reasoning")
+        if self.kind == "rl" and self.answer_format == "free_text":
+            raise ValueError("rl sources need a gold option (answer_format letter or yes_no_maybe)")
+        return self
+
+
+class TrainingCatalog(Strict):
+    """training.yaml: one entry per training dataset."""
+
+    datasets: dict[str, TrainingSource] = Field(min_length=1)
+
+
+@cache
+def training(path: Path = TRAINING_YAML) -> dict[str, TrainingSource]:
+    """The training-data catalog, validated."""
+    return check(TrainingCatalog, load_yaml(path), path).datasets
 
 
 # ---------------------------------------------------------------- models.yaml

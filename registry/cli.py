@@ -306,3 +306,51 @@ def prompt(model_name: str, benchmark: str, qid: str, trace_index: int | None, p
     if tokens:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         click.echo("\n\n" + " ".join(f"{i}:{tokenizer.decode([i])!r}" for i in ids))
+
+
+PROFILES = Path(__file__).parent / "profiles"
+
+
+def _merge(base: Any, overlay: Any, prefix: str, changed: list[str]) -> None:
+    """Deep-merge `overlay` into the round-trip mapping `base` (comments kept), recording each changed key."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, f"{prefix}{key}.", changed)
+        elif base.get(key) != value:
+            base[key] = value
+            changed.append(f"{prefix}{key}")
+
+
+@main.command()
+@click.argument("name", type=click.Choice(sorted(p.stem for p in PROFILES.glob("*.yaml"))))
+@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), help="params file (default: the project's).")
+def profile(name: str, params_path: Path | None) -> None:
+    """Apply a params profile (registry/profiles/NAME.yaml) to params.yaml: its values replace the current ones.
+
+    The result is validated before params.yaml is rewritten (comments kept); `git diff params.yaml` shows the
+    change, and `dvc repro` (or `dvc exp run`) runs it. Profiles: mirror (the real data offline, on CPU) and paper
+    (the study's recipe on Llama-3.1-8B-Instruct, 8 GPUs).
+
+    \b
+    Example:
+      medreg profile mirror && dvc repro
+      medreg profile paper --params params.yaml
+    """
+    from ruamel.yaml import YAML
+
+    from registry import catalog
+    from registry.io import atomic_path
+    from registry.params import load_params
+
+    path = params_path or project_root() / "params.yaml"
+    yaml = YAML(typ="rt")
+    yaml.width = 4096  # keep long lines as they are
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    data = catalog.load_yaml(path)
+    changed: list[str] = []
+    _merge(data, catalog.load_yaml(PROFILES / f"{name}.yaml"), "", changed)
+    with atomic_path(path) as tmp:
+        with tmp.open("w", encoding="utf-8") as f:
+            yaml.dump(data, f)
+        load_params(tmp)  # refuse, leaving params.yaml as it was, if the result is not valid
+    click.echo(f"{path}: applied profile {name}: {len(changed)} value(s) changed ({', '.join(changed)})")

@@ -8,6 +8,7 @@ locked, which the engine itself enforces. (Views over parquet would need the fil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,29 @@ class QueryError(MedregError):
     """A refused or failing query; the message is DuckDB's or names the refused statement."""
 
 
-def build(db_path: Path | str, sources: dict[str, list[Path]], views: dict[str, str]) -> dict[str, int]:
-    """(Re)create the database: one table per name from its parquet files, then the views; returns row counts.
+def lineage(lock: dict[str, Any]) -> list[tuple]:
+    """Lineage rows from a dvc.lock: each output of each stage, with every dependency (md5) and parameter (value) it had.
+
+    Columns: stage, artifact, artifact_md5, input, input_kind (dep | param), input_md5, param_value (JSON).
+    """
+    rows = []
+    for stage, entry in (lock.get("stages") or {}).items():
+        inputs = [(d["path"], "dep", d.get("md5"), None) for d in entry.get("deps", [])]
+        for file, values in (entry.get("params") or {}).items():
+            inputs += [(f"{file}:{key}", "param", None, json.dumps(value, sort_keys=True)) for key, value in values.items()]
+        for out in entry.get("outs", []):
+            rows += [(stage, out["path"], out.get("md5"), *i) for i in inputs]
+    return rows
+
+
+LINEAGE_COLUMNS = "stage VARCHAR, artifact VARCHAR, artifact_md5 VARCHAR, input VARCHAR, input_kind VARCHAR, input_md5 VARCHAR, param_value VARCHAR"
+
+
+def build(db_path: Path | str, sources: dict[str, list[Path]], views: dict[str, str], lineage_rows: list[tuple] | None = None) -> dict[str, int]:
+    """(Re)create the database: one table per name from its parquet files, the `lineage` table, then the views.
 
     A column named `options` (a list of {letter, text} in parquet) becomes a MAP, so `options['A']` works in SQL.
+    Returns row counts.
     """
     from registry.io import atomic_path
 
@@ -40,6 +60,10 @@ def build(db_path: Path | str, sources: dict[str, list[Path]], views: dict[str, 
         tmp.unlink()  # DuckDB refuses an existing empty file
         con = duckdb.connect(str(tmp))
         try:
+            con.execute(f"CREATE TABLE lineage ({LINEAGE_COLUMNS})")
+            if lineage_rows:
+                con.executemany("INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?)", lineage_rows)
+            counts["lineage"] = len(lineage_rows or [])
             for table, paths in sources.items():
                 files = ", ".join("'" + Path(p).resolve().as_posix().replace("'", "''") + "'" for p in paths)
                 scan = f"read_parquet([{files}], union_by_name = true)"

@@ -11,7 +11,7 @@ from registry.backends import Completion
 from registry.catalog import Model
 from registry.errors import MedregError
 from registry.generation import Generator
-from registry.prompts import build_chat, extract_answer, prompt_hash
+from registry.prompts import build_chat, extract_answer, follows_think_format, prompt_hash
 
 
 def _rank(seed: int, benchmark: str, qid: str) -> str:
@@ -45,8 +45,10 @@ def evaluate(generator: Generator, rows: pd.DataFrame) -> pd.DataFrame:
     return score(generator.model, generator.backend_name, records, [prompt_hash(c) for c in chats], completions)
 
 
-def score(model: Model, backend_name: str, records: list[dict[str, Any]], hashes: list[str], completions: list[Completion]) -> pd.DataFrame:
-    """Extract and grade each completion; unreadable ones are wrong and flagged."""
+def score(
+    model: Model, backend_name: str, records: list[dict[str, Any]], hashes: list[str], completions: list[Completion], prefilled: bool = False
+) -> pd.DataFrame:
+    """Extract and grade each completion; unreadable ones are wrong and flagged. `prefilled`: the prompt opened the think block."""
     out = []
     for r, h, c in zip(records, hashes, completions, strict=True):
         ex = extract_answer(c.text, r["options"], r["answer_format"], model.chat.think)
@@ -64,6 +66,7 @@ def score(model: Model, backend_name: str, records: list[dict[str, Any]], hashes
                 "correct": int(ex.answer == r["answer"]),
                 "parse_failed": int(ex.parse_failed),
                 "extraction_rule": ex.rule,
+                "think_format": int(follows_think_format(c.text, r["options"], r["answer_format"], prefilled)),
                 "tokens": c.tokens,
                 "latency_s": c.latency_s,
             }

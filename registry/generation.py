@@ -11,11 +11,19 @@ from typing import Any
 
 from tqdm import tqdm
 
-from registry.backends import Backend, Chat, Completion, Generation, make_backend
+from registry.backends import Backend, Chat, Completion, Generation, make_backend, pin_digest
 from registry.catalog import Model
+from registry.errors import MedregError
 from registry.io import atomic_path
 from registry.params import GenerationOverrides, Runtime
 from registry.prompts import prompt_hash
+
+
+def pinned_weights(path: Path) -> str:
+    """The digest of a model's pin as the pin_models stage wrote it (models/pins/<name>.json, a declared dependency)."""
+    if not path.exists():
+        raise MedregError(f"{path} is missing: run `dvc repro pin_models`")
+    return pin_digest(json.loads(path.read_text()))
 
 
 def generation_settings(model: Model, overrides: GenerationOverrides | None) -> Generation:
@@ -72,6 +80,7 @@ class Generator:
     runtime: Runtime
     gen: Generation
     cache: CompletionCache
+    weights: str  # the pin digest of the weights (backends.pin_digest): new weights never reuse old completions
     root: Path = Path(".")
     _backend: Backend | None = field(default=None, repr=False)
 
@@ -86,8 +95,9 @@ class Generator:
         return self._backend
 
     def key(self, chat: Chat, gen: Generation) -> str:
-        """Cache key: model, backend, prompt hash and generation settings."""
-        return hashlib.sha256(json.dumps([self.model.name, self.backend_name, prompt_hash(chat), asdict(gen)]).encode()).hexdigest()[:24]
+        """Cache key: model, its weights, backend, prompt hash and generation settings."""
+        parts = [self.model.name, self.weights, self.backend_name, prompt_hash(chat), asdict(gen)]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
     def complete(self, chats: list[Chat], desc: str, gen: Generation | None = None) -> list[Completion]:
         """Completions for all chats: cached ones read back, missing ones generated longest-first and cached batch by batch.

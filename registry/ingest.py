@@ -6,7 +6,7 @@ import ast
 import copy
 import json
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from tqdm import tqdm
 
-from registry.catalog import Benchmark, Fields, HubSource
+from registry.catalog import Benchmark, Fields, HubSource, MirrorFile, Source
 from registry.errors import MedregError
 from schemas.questions import QuestionsSchema
 from schemas.vocab import LETTERS
@@ -222,7 +222,7 @@ def parse_options(value: Any) -> dict[str, str]:
     return {clean_text(k).upper(): clean_text(v) for k, v in value.items()}
 
 
-def normalise(rec: dict[str, Any], entry: Benchmark, fields: Fields) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def normalise(rec: dict[str, Any], entry: Source, fields: Fields) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Map one upstream record to our columns; returns (row, [(upstream field, failed check), ...])."""
     row: dict[str, Any] = {"context": None, "expert_category": None, "meta": None}
     errors: list[tuple[str, str]] = []
@@ -273,6 +273,12 @@ def normalise(rec: dict[str, Any], entry: Benchmark, fields: Fields) -> tuple[di
             if row["expert_category"] is None:
                 errors.append((fields.expert_category, f"'{raw_label}' is not one of {list(entry.expert_categories)}"))
 
+    for column in ("reasoning", "response"):  # training data
+        upstream = getattr(fields, column)
+        if upstream:
+            value = take(upstream)
+            row[column] = clean_text(value) if value is not None else None
+
     meta = {k: rec[k] for k in fields.meta if k in rec}
     row["meta"] = json.dumps(meta, ensure_ascii=False, default=str) if meta else None
     row["n_options"] = len(opts)
@@ -283,9 +289,9 @@ def normalise(rec: dict[str, Any], entry: Benchmark, fields: Fields) -> tuple[di
 # ---------------------------------------------------------------- the loader
 
 
-def _vanished(name: str, file: str, why: str, held: dict[str, int]) -> str:
+def _vanished(name: str, file: str, why: str, held: dict[str, int], reading: Reading) -> str:
     before = f" ({held[name]:,} questions in the previous output)" if name in held else ""
-    return f"{file}: {why}: benchmark '{name}'{before} would vanish; restore the file, or allow it with ingest.allow_drop: [{name}]"
+    return f"{file}: {why}: {reading.what} '{name}'{before} would vanish; restore the file, or allow it with {reading.params}.allow_drop: [{name}]"
 
 
 def _held_before(previous: pd.DataFrame | None, source: str) -> dict[str, int]:
@@ -299,20 +305,49 @@ def _held_before(previous: pd.DataFrame | None, source: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in same.groupby("benchmark").size().items()}
 
 
-def load_rows(
-    catalog: dict[str, Benchmark],
-    source: str,
-    root: Path,
-    names: list[str],
-    explicit: bool,
-    hub_source: str,
-    allow_unpinned: bool,
-    allow_drop: list[str],
-    previous: pd.DataFrame | None,
-) -> tuple[pd.DataFrame, list[Problem], dict[str, str], dict[str, str], dict[str, int], list[str]]:
-    """Read and normalise every chosen benchmark; returns (rows, parse problems, skipped, files, rows per file, vanished).
+@dataclass(frozen=True)
+class Reading:
+    """How to read catalog entries from one source: where its files lie and which file or Hub dataset each entry uses."""
 
-    A benchmark named in params, or held by the previous output from the same kind of source, must not vanish silently.
+    source: str  # demo | mirror | hub
+    root: Path
+    file_of: Callable[[Source], MirrorFile | None]
+    hub_of: Callable[[Source], HubSource | None]
+    allow_unpinned: bool
+    what: str = "benchmark"  # the name column, and the word in messages
+    params: str = "ingest"  # the params section, named in messages
+
+
+def file_records(root: Path, spec: MirrorFile) -> Iterator[Record]:
+    """Rows of one demo/mirror file, kept (keys_in) or dropped (keys_not_in) by the keys of another JSON object file."""
+    records = read_records(root / spec.file, spec.format)
+    for ref, keep in ((spec.keys_in, True), (spec.keys_not_in, False)):
+        if ref:
+            path = root / ref
+            if not path.is_file():
+                raise MedregError(f"{path}: missing; {root / spec.file} takes its rows by this file's keys")
+            keys = set(json.loads(path.read_text(encoding="utf-8")))
+            records = _filtered(records, keys, keep)
+    return records
+
+
+def _filtered(records: Iterator[Record], keys: set[str], keep: bool) -> Iterator[Record]:
+    return (r for r in records if (r.key in keys) == keep)
+
+
+def load_rows(
+    entries: Mapping[str, Source],
+    names: list[str],
+    reading: Reading,
+    columns: list[str],
+    explicit: bool = False,
+    allow_drop: list[str] | None = None,
+    held: dict[str, int] | None = None,
+) -> tuple[pd.DataFrame, list[Problem], dict[str, str], dict[str, str], dict[str, int], list[str]]:
+    """Read and normalise every chosen entry; returns (rows, parse problems, skipped, files, rows per file, vanished).
+
+    An entry named in params (`explicit`), or `held` by the previous output, must not vanish silently unless `allow_drop`
+    lists it: its missing or empty file is reported in `vanished`.
     """
     rows: list[dict[str, Any]] = []
     problems: list[Problem] = []
@@ -320,31 +355,38 @@ def load_rows(
     files: dict[str, str] = {}
     counted: dict[str, int] = {}
     vanished: list[str] = []
-    held = _held_before(previous, source)
-    for name in tqdm(names, desc=f"ingest ({source})", unit="benchmark"):
-        entry = catalog[name]
+    held, allow_drop, source = held or {}, allow_drop or [], reading.source
+    for name in tqdm(names, desc=f"{reading.params} ({source})", unit=reading.what):
+        entry = entries[name]
+        guarded = (explicit or name in held) and name not in allow_drop
         if source in ("demo", "mirror"):
-            path = root / entry.mirror.file
+            spec = reading.file_of(entry)
+            if spec is None:
+                if explicit:
+                    raise MedregError(f"{reading.params}: {reading.what} '{name}' has no {source} file in the catalog")
+                skipped[name] = f"the catalog has no {source} file for it"
+                continue
+            path = reading.root / spec.file
             display, fields = str(path), entry.fields
-            guarded = (explicit or name in held) and name not in allow_drop
             if not path.is_file():
                 if guarded:
-                    vanished.append(_vanished(name, display, "file is missing", held))
+                    vanished.append(_vanished(name, display, "file is missing", held, reading))
                 else:
                     skipped[name] = f"not in the {source} directory (no file {display})"
                 continue
-            records: Iterator[Record] = read_records(path, entry.mirror.format)
+            records: Iterator[Record] = file_records(reading.root, spec)
         else:
-            spec = entry.hub.get(hub_source)
-            if spec is None:
+            hub = reading.hub_of(entry)
+            if hub is None:
                 if explicit:
-                    raise MedregError(f"ingest.benchmarks names '{name}', but the catalog declares no hub source '{hub_source}' for it")
-                skipped[name] = f"the catalog declares no hub source '{hub_source}' for it"
+                    raise MedregError(f"{reading.params}: {reading.what} '{name}' has no hub source in the catalog")
+                skipped[name] = "the catalog declares no hub source for it"
                 continue
-            display = f"hf://{spec.path}@{spec.revision or 'main'}/{spec.config or 'default'}/{spec.split}"
-            if spec.revision is None and not allow_unpinned:
-                raise MedregError(f"{display}: benchmark '{name}': the hub revision is not pinned (set ingest.allow_unpinned: true to accept)")
-            fields, records = spec.fields or entry.fields, read_hub(spec)
+            display = f"hf://{hub.path}@{hub.revision or 'main'}/{hub.config or 'default'}/{hub.split}"
+            if hub.revision is None and not reading.allow_unpinned:
+                allow = f"{reading.params}.allow_unpinned"
+                raise MedregError(f"{display}: {reading.what} '{name}': the hub revision is not pinned (set {allow}: true to accept)")
+            fields, records = hub.fields or entry.fields, read_hub(hub)
         n = 0
         try:
             for rec in records:
@@ -357,28 +399,27 @@ def load_rows(
                 if errors:
                     problems += [Problem(name, display, rec.key, f, c, row.get("qid"), rec.raw) for f, c in errors]
                     continue
-                rows.append({"benchmark": name, **row, "source": source, "source_file": display, "source_row": rec.key, "_raw": rec.raw})
+                rows.append({reading.what: name, **row, "source": source, "source_file": display, "source_row": rec.key, "_raw": rec.raw})
         except Exception as e:  # an unreadable file, or the hub (network, auth, missing config): name it, no bare traceback
             if source == "hub" or isinstance(e, OSError):
-                raise MedregError(f"{display}: benchmark '{name}': cannot read: {type(e).__name__}: {e}") from e
+                raise MedregError(f"{display}: {reading.what} '{name}': cannot read: {type(e).__name__}: {e}") from e
             raise
         if n == 0:
             if name not in allow_drop:
-                vanished.append(_vanished(name, display, "no rows (the file is empty)", held))
+                vanished.append(_vanished(name, display, "no rows (the file is empty)", held, reading))
             else:
-                skipped[name] = f"no rows in {display} (allowed by ingest.allow_drop)"
+                skipped[name] = f"no rows in {display} (allowed by {reading.params}.allow_drop)"
             continue
         files[name], counted[display] = display, n
-    columns = [*QuestionsSchema.to_schema().columns, "_raw"]
-    df = pd.DataFrame(rows, columns=columns)
+    df = pd.DataFrame(rows, columns=[*columns, "_raw"])
     if df.empty:  # every row was rejected: give the empty table the schema's types
-        df = df.astype({c: "int64" if c == "n_options" else "object" if c == "options" else "str" for c in columns})
+        df = df.astype({c: "int64" if c == "n_options" else "object" if c == "options" else "str" for c in df.columns})
     return df, problems, skipped, files, counted, vanished
 
 
-def schema_problems(df: pd.DataFrame) -> list[Problem]:
-    """Validate lazily against the questions schema; one Problem per failing row and check."""
-    schema = copy.deepcopy(QuestionsSchema.to_schema())
+def schema_problems(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str = "benchmark") -> list[Problem]:
+    """Validate lazily against a schema; one Problem per failing row and check (duplicates beyond the first occurrence)."""
+    schema = copy.deepcopy(schema)
     schema.report_duplicates = "exclude_first"  # the first occurrence of a duplicate id stays valid
     try:
         schema.validate(df.drop(columns="_raw"), lazy=True)
@@ -390,11 +431,11 @@ def schema_problems(df: pd.DataFrame) -> list[Problem]:
         row = df.loc[index]
         column = group["column"].dropna()
         fld = _CHECK_FIELD.get(str(check)) or (str(column.iloc[0]) if len(column) else "<row>")
-        what = "duplicate (benchmark, qid)" if check == "multiple_fields_uniqueness" else str(check)
-        problems.append(Problem(row["benchmark"], row["source_file"], row["source_row"], fld, what, row["qid"], row["_raw"]))
+        failed = "duplicate (" + ", ".join(schema.unique or []) + ")" if check == "multiple_fields_uniqueness" else str(check)
+        problems.append(Problem(row[what], row["source_file"], row["source_row"], fld, failed, row["qid"], row["_raw"]))
     unplaced = cases[cases["index"].isna()]
     if len(unplaced):  # table-level failures (wrong dtype, missing column): a bug of ours, not of the input
-        raise RuntimeError(f"questions table does not fit its schema:\n{unplaced.to_string()}")
+        raise RuntimeError(f"table does not fit its schema:\n{unplaced.to_string()}")
     return problems
 
 
@@ -421,14 +462,16 @@ def ingest(
     unknown = [n for n in names if n not in catalog]
     if unknown:
         raise MedregError(f"ingest.benchmarks: unknown benchmark(s) {unknown} (the catalog has {', '.join(catalog)})")
+    reading = Reading(source, root, lambda e: e.mirror, lambda e: e.hub.get(hub_source), allow_unpinned)
+    columns = list(QuestionsSchema.to_schema().columns)
     df, problems, skipped, files, counted, vanished = load_rows(
-        catalog, source, root, names, benchmarks != "all", hub_source, allow_unpinned, allow_drop or [], previous
+        catalog, names, reading, columns, benchmarks != "all", allow_drop or [], _held_before(previous, source)
     )
     if not files and not vanished:
         looked = ", ".join(catalog[n].mirror.file for n in names[:3]) + (", ..." if len(names) > 3 else "")
         where = f"hub source '{hub_source}'" if source == "hub" else f"{root} (looked for {looked})"
         raise MedregError(f"ingest.{source}_dir: no benchmark found in {where}" if source != "hub" else f"ingest: no benchmark has a {where}")
-    problems += schema_problems(df)
+    problems += schema_problems(df, QuestionsSchema.to_schema())
     if vanished:  # refused whatever on_invalid says; bad rows are reported in the same message
         raise MedregError("\n".join(vanished + ([str(IngestError(problems, "", counted))] if problems else [])))
     if problems and on_invalid == "fail":

@@ -107,12 +107,19 @@ def from_arrow(table: pyarrow.Table) -> pd.DataFrame:
     return frame
 
 
+def empty(name: str) -> pd.DataFrame:
+    """An empty frame with the columns and types of a dataset's schema (a stage with nothing to write still writes a valid file)."""
+    return from_arrow(arrow_schema(schema(name)).empty_table())
+
+
 def save(name: str, data: Any, root: Path | str = ".", **keys: str) -> Path:
     """Write a declared dataset atomically: parquet validated against its schema, JSON metrics, CSV plot data."""
     path = catalog.dataset_path(name, root, **keys)
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             frame_schema = schema(name)
+            if isinstance(data, pd.DataFrame) and data.empty and set(data.columns) == set(frame_schema.columns):
+                data = empty(name)  # no rows: the column types come from the schema, not from an empty object frame
             pq.write_table(to_arrow(frame_schema.validate(data, lazy=True), frame_schema), tmp, compression="zstd")
         elif path.suffix == ".json":
             tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -24,7 +24,7 @@ def _names(value: Any, what: str, all_ok: bool = False, empty_ok: bool = False) 
         return value
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ValueError(f"must be {'all or ' if all_ok else ''}a non-empty list of {what} names, got {value!r}")
-    known = catalog.names(catalog.BENCHMARKS_YAML if what == "benchmark" else catalog.MODELS_YAML)
+    known = catalog.names({"benchmark": catalog.BENCHMARKS_YAML, "model": catalog.MODELS_YAML}.get(what, catalog.TRAINING_YAML))
     unknown = [v for v in value if v not in known]
     if unknown:
         raise ValueError(f"unknown {what}(s) {unknown} (known: {', '.join(known)})")
@@ -41,6 +41,7 @@ def _model(value: Any) -> Any:
 
 Benchmarks = Annotated[Literal["all"] | list[str], BeforeValidator(lambda v: _names(v, "benchmark", all_ok=True))]
 SomeBenchmarks = Annotated[list[str], BeforeValidator(lambda v: _names(v, "benchmark", empty_ok=True))]
+TrainingDatasets = Annotated[Literal["all"] | list[str], BeforeValidator(lambda v: _names(v, "training dataset", all_ok=True))]
 Models = Annotated[list[str], BeforeValidator(lambda v: _names(v, "model"))]
 ModelName = Annotated[str, BeforeValidator(_model)]
 
@@ -189,6 +190,104 @@ class Adversarial(Strict):
         return v
 
 
+class Selection(Strict):
+    """Which training rows of one kind are kept: the reasoning-heavy ones by the registry's classifier."""
+
+    min_p_reasoning: float | None = Field(ge=0, le=1)  # keep p_reasoning >= this; null: no threshold
+    top_share: float | None = Field(gt=0, le=1)  # then the most reasoning-heavy share; null: all
+    max_rows: int | None = Field(gt=0)  # then at most this many; null: all
+
+
+class Decontamination(Strict):
+    """Overlap with any ingested evaluation question that removes a training row."""
+
+    ngram: int = Field(ge=3)  # lower-cased word n-grams (open-r1 and s1: 8)
+    min_ngram_share: float = Field(ge=0, le=1)  # share of a row's n-grams found in one evaluation question; 0: any
+    common: int | None = Field(ge=2)  # an n-gram in this many evaluation questions is stock phrasing, not evidence
+    min_ratio: float | None = Field(gt=0, le=100)  # rapidfuzz ratio of the question texts (m1: 95); null: off
+
+
+class TrainData(Strict):
+    """Where the training datasets come from (registry/training.yaml) and how they are selected."""
+
+    source: Source
+    demo_dir: str
+    mirror_dir: str  # holds benchmarks/ and training/, like ../shared
+    datasets: TrainingDatasets
+    allow_unpinned: bool
+    select: dict[Literal["sft", "rl"], Selection]
+    decontaminate: Decontamination
+
+    @field_validator("select")
+    @classmethod
+    def _both(cls, v: dict) -> dict:
+        if set(v) != {"sft", "rl"}:
+            raise ValueError(f"needs an entry for sft and for rl, got {sorted(v)}")
+        return v
+
+
+class Lora(Strict):
+    """Low-rank adapters (peft) instead of full fine-tuning; merged into the saved checkpoint."""
+
+    r: int = Field(gt=0)
+    alpha: int = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"]
+
+
+class Trainer(Strict):
+    """What SFT and GRPO share: steps, optimiser, precision, checkpoints to resume from."""
+
+    base_model: ModelName  # the catalog model whose weights are trained
+    model: ModelName  # the catalog entry of the result (its chat settings build the prompts)
+    max_steps: int | None = Field(gt=0)  # null: train `epochs`
+    epochs: float = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"]
+    warmup: float = Field(ge=0, lt=1)  # share of the steps
+    grad_accum: int = Field(gt=0)
+    bf16: bool  # GPU
+    gradient_checkpointing: bool
+    save_steps: int = Field(gt=0)  # trainer checkpoints to resume a killed run from
+    seed: int
+    lora: Lora | None
+    launch: str  # what runs the stage module: python, or e.g. accelerate launch --config_file registry/accelerate/zero3.yaml
+
+
+class Sft(Trainer):
+    """Supervised fine-tuning on data/train/sft.parquet (TRL SFTTrainer)."""
+
+    batch_size: int = Field(gt=0)  # sequences per device
+    max_length: int = Field(gt=0)
+    max_reasoning_words: int | None = Field(gt=0)  # keep the last whole sentences of each reasoning within this; null: all
+    packing: bool
+    padding_free: bool
+
+
+class Rewards(Strict):
+    """Weights of the reward functions (registry/rewards.py)."""
+
+    accuracy: float = Field(ge=0)
+    format: float = Field(ge=0)
+    tags: float = Field(ge=0)
+
+
+class Grpo(Trainer):
+    """GRPO on data/train/rl.parquet (TRL GRPOTrainer), a share of the prompts adversarial."""
+
+    prompts_per_step: int = Field(gt=0)  # per device and accumulation step
+    num_generations: int = Field(ge=2)
+    max_completion_length: int = Field(gt=0)
+    temperature: float = Field(gt=0)
+    beta: float = Field(ge=0)  # KL penalty; 0 = no reference model
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"]
+    adversarial_share: float = Field(ge=0, le=1)  # RL prompts that get a misleading trace (stage rl_traces)
+    traces: Traces  # how those traces are made (source: model)
+    rewards: Rewards
+    use_vllm: bool  # GPU: generate with vLLM
+    vllm_mode: Literal["colocate", "server"]
+
+
 class Cpu(Strict):
     """Torch on CPU."""
 
@@ -204,6 +303,9 @@ class Params(Strict):
     label: Label
     evaluate: Evaluate
     adversarial: Adversarial
+    train_data: TrainData
+    sft: Sft
+    grpo: Grpo
 
 
 def load_params(path: Path | str = PARAMS_YAML) -> Params:

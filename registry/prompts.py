@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from registry.catalog import Chat
 
 WORD_TO_LETTER = {"yes": "A", "no": "B", "maybe": "C"}  # the ingest stage's fixed yes/no/maybe options
+LETTER_TO_WORD = {v: k for k, v in WORD_TO_LETTER.items()}
 
 INSTRUCTIONS = {
     ("letter", "direct"): "Answer with the letter of the correct option only, in the form 'Answer: X'.",
@@ -98,6 +99,14 @@ def _read(snippet: str, options: dict[str, str], yes_no_maybe: bool, strict: boo
     text = _norm(snippet)
     hits = [k for k, v in options.items() if _norm(v) and (text == _norm(v) or text.startswith(_norm(v) + " "))]
     return hits[0] if len(hits) == 1 else None
+
+
+def follows_think_format(text: str, options: dict[str, str], answer_format: str, prefilled: bool = False) -> bool:
+    """True for a think block (opened by the text, or `prefilled` by the prompt) closed exactly once, then one parseable answer."""
+    opened = prefilled or text.lstrip().startswith("<think>")
+    if not opened or text.count("</think>") != 1:
+        return False
+    return not extract_answer(text.split("</think>", 1)[1], options, answer_format).parse_failed
 
 
 def extract_answer(completion: str, options: dict[str, str], answer_format: str = "letter", think: str = "keep") -> Extraction:

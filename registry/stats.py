@@ -46,7 +46,7 @@ def summarise(preds: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Data
         lo, hi = bootstrap_ci(k, n, n_boot, seed_of(seed, model, bench, category))
         rows.append(
             {"model": model, "benchmark": bench, "category": category, "n": n, "correct": k, "accuracy": k / n,
-             "ci_low": lo, "ci_high": hi, "parse_failed": int(s["parse_failed"].sum())}
+             "ci_low": lo, "ci_high": hi, "parse_failed": int(s["parse_failed"].sum()), "think_format": float(s["think_format"].mean())}
         )  # fmt: skip
     return pd.DataFrame(rows)
 

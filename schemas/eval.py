@@ -21,6 +21,7 @@ class PredictionsSchema(pa.DataFrameModel):
     correct: Series[int] = pa.Field(isin=[0, 1])  # 0/1, so avg(correct) is an accuracy in SQL
     parse_failed: Series[int] = pa.Field(isin=[0, 1])
     extraction_rule: Series[str]
+    think_format: Series[int] = pa.Field(isin=[0, 1])  # a think block closed once, then one parseable answer
     tokens: Series[int] = pa.Field(ge=0)
     latency_s: Series[float] = pa.Field(ge=0)
 
@@ -49,6 +50,7 @@ class SummarySchema(pa.DataFrameModel):
     ci_low: Series[float] = pa.Field(ge=0, le=1)
     ci_high: Series[float] = pa.Field(ge=0, le=1)
     parse_failed: Series[int] = pa.Field(ge=0)
+    think_format: Series[float] = pa.Field(ge=0, le=1)  # share of answers in the trained format
 
     class Config:
         strict = True

@@ -4,7 +4,7 @@ from registry import catalog, io
 from registry.adversarial import RECONSIDER_CUE, evaluate_adversarial
 from registry.errors import MedregError, run_stage
 from registry.evaluate import select_questions
-from registry.generation import CompletionCache, Generator, generation_settings
+from registry.generation import CompletionCache, Generator, generation_settings, pinned_weights
 from registry.params import load_params
 from stages import pin_cpu
 
@@ -22,7 +22,8 @@ def main(name: str) -> None:
             f"no adversarial traces for the selected questions (all dropped?): see {catalog.dataset_path('adversarial_traces_metrics')}"
         )
     cache = CompletionCache(catalog.dataset_path("adversarial_completions", model=name))
-    generator = Generator(model, ev.runtime, generation_settings(model, ev.generation), cache)
+    weights = pinned_weights(catalog.dataset_path("model_pins") / f"{model.name}.json")
+    generator = Generator(model, ev.runtime, generation_settings(model, ev.generation), cache, weights)
     preds = evaluate_adversarial(generator, rows, traces, adv.protocol, adv.cue or RECONSIDER_CUE)
     io.save("adversarial_predictions", preds, model=name)
     for category, g in preds.groupby("category"):

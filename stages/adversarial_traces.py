@@ -6,7 +6,7 @@ from registry import catalog, io
 from registry.adversarial import TRACE_COLUMNS, generate_traces, study_traces
 from registry.errors import MedregError, run_stage
 from registry.evaluate import select_questions
-from registry.generation import CompletionCache, Generator, generation_settings
+from registry.generation import CompletionCache, Generator, generation_settings, pinned_weights
 from registry.ingest import read_hub
 from registry.params import load_params
 from stages import pin_cpu
@@ -36,7 +36,9 @@ def main() -> None:
     else:
         pin_cpu(params.cpu.threads)
         model = catalog.model(adv.generator)
-        generator = Generator(model, ev.runtime, generation_settings(model, adv.generation), CompletionCache(catalog.dataset_path("traces_cache")))
+        cache = CompletionCache(catalog.dataset_path("traces_cache"))
+        weights = pinned_weights(catalog.dataset_path("model_pins") / f"{model.name}.json")
+        generator = Generator(model, ev.runtime, generation_settings(model, adv.generation), cache, weights)
         traces, off_target = generate_traces(rows, generator, adv.per_question, adv.max_attempts, adv.retry_temperature, adv.seed)
         dropped = len(off_target)
     traces = traces.sort_values(["benchmark", "qid", "trace_index"]).reset_index(drop=True)

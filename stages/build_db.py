@@ -1,12 +1,20 @@
 """Stage build_db: copy every catalog table into data/results.duckdb, plus the catalog's views."""
 
+from pathlib import Path
+
+import yaml
+
 from registry import catalog, db
 from registry.errors import MedregError, run_stage
 from registry.params import load_params
 
 
 def main() -> None:
-    """Build the results database from the datasets that declare a `table` (per-model ones: one file per model)."""
+    """Build the results database from the datasets that declare a `table` (per-model ones: one file per model).
+
+    The `lineage` table comes from dvc.lock, which `dvc repro` has updated for every stage before this one; it is not
+    a declared dependency (this stage's own run rewrites it), so it is as fresh as the last build.
+    """
     params = load_params()
     models = {"evaluate": params.evaluate.models, "adversarial": params.adversarial.models}
     sources = {}
@@ -18,7 +26,9 @@ def main() -> None:
     if missing:
         raise MedregError(f"missing: {', '.join(missing)}: run their stages first (`dvc repro`)")
     path = catalog.dataset_path("results_db")
-    counts = db.build(path, sources, catalog.views())
+    lock = Path("dvc.lock")  # as `dvc repro` leaves it: every stage before this one is recorded
+    rows = db.lineage(yaml.safe_load(lock.read_text())) if lock.exists() else []
+    counts = db.build(path, sources, catalog.views(), rows)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>8} rows")
     print(f"wrote {path}")

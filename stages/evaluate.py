@@ -3,7 +3,7 @@
 from registry import catalog, io
 from registry.errors import run_stage
 from registry.evaluate import evaluate, select_questions
-from registry.generation import CompletionCache, Generator, generation_settings
+from registry.generation import CompletionCache, Generator, generation_settings, pinned_weights
 from registry.params import load_params
 from stages import pin_cpu
 
@@ -18,7 +18,8 @@ def main(name: str) -> None:
     cache = CompletionCache(catalog.dataset_path("completions", model=name))
     if cache.torn:
         print(f"{cache.path}: dropped {cache.torn} torn line(s) left by an interrupted run")
-    generator = Generator(model, ev.runtime, generation_settings(model, ev.generation), cache)
+    weights = pinned_weights(catalog.dataset_path("model_pins") / f"{model.name}.json")
+    generator = Generator(model, ev.runtime, generation_settings(model, ev.generation), cache, weights)
     print(f"{name}: {len(rows)} questions, backend {generator.backend_name}, {generator.gen}")
     preds = evaluate(generator, rows)
     io.save("predictions", preds, model=name)

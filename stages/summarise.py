@@ -21,7 +21,12 @@ def main() -> None:
     metrics = {}
     for model, g in pooled.groupby("model", sort=False):
         acc = dict(zip(g["category"], g["accuracy"].round(4), strict=True))
-        metrics[str(model)] = {"n": int(g.loc[g["category"] == "all", "n"].iloc[0]), **{c: acc.get(c) for c in ("all", "knowledge", "reasoning")}}
+        everything = g[g["category"] == "all"].iloc[0]
+        metrics[str(model)] = {
+            "n": int(everything["n"]),
+            **{c: acc.get(c) for c in ("all", "knowledge", "reasoning")},
+            "think_format": round(float(everything["think_format"]), 4),
+        }
     io.save("eval_metrics", metrics)
     plot = pooled[pooled["category"] != "all"].rename(columns={"model": "group", "category": "series"})
     io.save("eval_plot", plot[["group", "series", "accuracy", "ci_low", "ci_high"]])

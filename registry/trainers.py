@@ -1,0 +1,231 @@
+"""What the SFT and GRPO stages share: trainer arguments from params, resumable runs, DVCLive logging, the saved checkpoint.
+
+A run writes trainer checkpoints (weights and optimiser state) to `models/checkpoints/.runs/<stage>/`, a scratch folder
+that is neither a DVC output nor in git: a killed run resumes from its last checkpoint when its fingerprint (params,
+training data, base weights) is unchanged, and the folder is removed once the final weights are saved. It is not a DVC
+output because it disappears after a successful run (an output that vanishes would make the stage look stale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from registry import catalog
+from registry.backends import model_location
+from registry.catalog import Model
+from registry.errors import MedregError
+from registry.io import atomic_path
+from registry.params import Params, Trainer, load_params
+
+RUNS = Path("models/checkpoints/.runs")
+
+
+@dataclass
+class Setup:
+    """What a training stage starts from: params, the catalog entries of its base and of its result, the base weights."""
+
+    stage: str
+    params: Params
+    p: Trainer
+    base: Model
+    target: Model
+    location: str
+    revision: str | None
+    tokenizer: Any
+    out: Path
+
+    def load_model(self) -> Any:
+        """The base weights, in bf16 where params say so (GPUs), else fp32."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        dtype = torch.bfloat16 if self.p.bf16 else torch.float32
+        return AutoModelForCausalLM.from_pretrained(self.location, revision=self.revision, dtype=dtype)
+
+    def save(self, trainer: Any, digests: dict[str, str], metrics: dict[str, Any], folder: Path) -> bool:
+        """Save the final checkpoint with its model card; True in the process that writes the other outputs."""
+        params = self.p.model_dump()
+        meta = {"model": self.target.name, "base": self.base.name, "inputs": digests, "params": params, "metrics": metrics}
+        text = card(f"{self.target.title} ({self.target.name})", self.base.name, digests, params, metrics)
+        save_checkpoint(trainer, self.tokenizer, self.out, text, meta, folder / "final")
+        return is_main(trainer)
+
+
+def setup(stage: str) -> Setup:
+    """Params (validated), CPU pinning, the base model's weights and tokenizer, and a check of the output's catalog entry."""
+    from transformers import AutoTokenizer
+
+    from stages import pin_cpu
+
+    params = load_params()
+    p = getattr(params, stage)
+    pin_cpu(params.cpu.threads)
+    out = catalog.dataset_path(f"{stage}_checkpoint")
+    target, base = catalog.model(p.model), catalog.model(p.base_model)
+    check_output(target, f"{stage}.model", out)
+    location, revision = model_location(base, allow_unpinned=params.evaluate.runtime.allow_unpinned)
+    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+    return Setup(stage, params, p, base, target, location, revision, tokenizer, out)
+
+
+def md5(path: Path | str) -> str:
+    """MD5 of a file, or of a folder's files (names and contents, sorted): what DVC would record, for model cards."""
+    path, digest = Path(path), hashlib.md5()  # noqa: S324 - a content fingerprint, as in dvc.lock
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+        with file.open("rb") as f:
+            while block := f.read(8 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def finish(folder: Path) -> None:
+    """Remove a run's scratch folder once its final weights are saved."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_output(model: Model, key: str, expected: Path) -> None:
+    """The catalog entry named by `<stage>.model` must point at the folder the stage writes."""
+    if not model.source.local or Path(model.source.local.path) != expected:
+        raise MedregError(f"{key}: catalog model '{model.name}' must have source local path {expected} (the folder this stage writes)")
+
+
+def run_dir(stage: str, fingerprint: dict[str, Any]) -> tuple[Path, bool]:
+    """The scratch folder of a run and whether to resume: only when a checkpoint of the same fingerprint is there.
+
+    Under `accelerate launch` the main process prepares the folder while the others wait, then all read it.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    folder = RUNS / stage
+    stamp = folder / "run.json"
+    if state.is_main_process and not (stamp.exists() and json.loads(stamp.read_text()) == fingerprint):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        stamp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+    state.wait_for_everyone()
+    complete = [c for c in folder.glob("checkpoint-*") if (c / "trainer_state.json").exists()]  # a kill mid-save leaves no state
+    last = max(complete, key=lambda c: int(c.name.split("-")[1]), default=None)
+    if last is not None and state.is_main_process:
+        print(f"{stage}: resuming from {last} (a previous run of the same params and inputs stopped there)")
+    return folder, last is not None
+
+
+def is_main(trainer: Any) -> bool:
+    """True in the process that writes outputs (always, without `accelerate launch`)."""
+    return trainer.accelerator.is_main_process
+
+
+def trainer_args(p: Trainer, output_dir: Path) -> dict[str, Any]:
+    """TrainingArguments common to SFTConfig and GRPOConfig, from the stage's params."""
+    import torch
+
+    return {
+        "output_dir": str(output_dir),
+        "max_steps": p.max_steps or -1,
+        "num_train_epochs": p.epochs,
+        "learning_rate": p.learning_rate,
+        "lr_scheduler_type": p.lr_scheduler,
+        "warmup_steps": p.warmup,  # below 1: a share of the steps
+        "gradient_accumulation_steps": p.grad_accum,
+        "bf16": p.bf16,
+        "use_cpu": not torch.cuda.is_available(),
+        "gradient_checkpointing": p.gradient_checkpointing,
+        "save_strategy": "steps",
+        "save_steps": p.save_steps,
+        "save_total_limit": 1,
+        "seed": p.seed,
+        "data_seed": p.seed,
+        "logging_steps": 1,
+        "report_to": "none",  # DVCLive is attached explicitly (live_callback), with its own folder per stage
+        "disable_tqdm": False,
+    }
+
+
+def lora_config(p: Trainer) -> Any:
+    """A peft LoraConfig from params, or None for full fine-tuning."""
+    if p.lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=p.lora.r, lora_alpha=p.lora.alpha, lora_dropout=p.lora.dropout, target_modules=p.lora.target_modules, task_type="CAUSAL_LM")
+
+
+class TokensPerSecond(TrainerCallback):
+    """Adds `tokens_per_second` (from TRL's `num_tokens`) to each log, before DVCLive writes it."""
+
+    def __init__(self) -> None:
+        self.last: tuple[float, float] | None = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if logs is None or "num_tokens" not in logs:
+            return
+        now, tokens = time.perf_counter(), float(logs["num_tokens"])
+        if self.last is not None and now > self.last[0]:
+            logs["tokens_per_second"] = (tokens - self.last[1]) / (now - self.last[0])
+        self.last = (now, tokens)
+
+
+def live_callback(folder: Path | str, resume: bool) -> Any:
+    """Transformers' DVCLive callback writing to `folder` (metrics.json, plots/), not creating DVC experiments itself."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    return DVCLiveCallback(live=Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None, report=None, resume=resume))
+
+
+def save_checkpoint(trainer: Any, tokenizer: Any, out: Path, card_text: str, meta: dict[str, Any], staging: Path) -> None:
+    """Final weights only (gathered across processes; LoRA merged), tokenizer, medreg.json and a README.md model card.
+
+    Every process takes part in `save_model` (ZeRO-3 and FSDP gather the shards); the main process then swaps the
+    folder in atomically, so `out` is either the previous checkpoint or the complete new one.
+    """
+    trainer.save_model(str(staging))
+    if not trainer.accelerator.is_main_process:
+        return
+    if hasattr(trainer.model, "merge_and_unload"):  # peft saved only the adapters: save the merged weights instead
+        trainer.model.merge_and_unload().save_pretrained(staging)
+        for adapter in staging.glob("adapter_*"):
+            adapter.unlink()
+    tokenizer.init_kwargs.pop("local_files_only", None)  # a property of the run, not of the checkpoint
+    tokenizer.save_pretrained(staging)
+    (staging / "training_args.bin").unlink(missing_ok=True)  # pickled arguments: neither weights nor reproducible bytes
+    (staging / "medreg.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    (staging / "README.md").write_text(card_text)
+    with atomic_path(out, directory=True) as tmp:
+        for file in staging.iterdir():
+            file.replace(tmp / file.name)
+
+
+def card(title: str, base: str, data: dict[str, str], params: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """A model card: what it is, the base it was trained from, the md5 of each input, params and metrics."""
+    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in data.items())
+    return f"""# {title}
+
+Trained from `{base}` by the medreg pipeline (`dvc repro`); every input below is versioned by DVC (`dvc.lock`).
+
+| input | md5 |
+|---|---|
+{rows}
+
+## Params
+
+```json
+{json.dumps(params, indent=2, default=str)}
+```
+
+## Metrics
+
+```json
+{json.dumps(metrics, indent=2, default=str)}
+```
+"""
