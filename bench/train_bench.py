@@ -4,7 +4,7 @@ Each setting runs in its own process (the CPU-kernel pinning of stages/__init__.
 on the demo's selected training data (`dvc repro select_training rl_traces` first) with the embedded SmolLM2-135M
 (SFT) and the SFT checkpoint (GRPO; `dvc repro sft`). Prints a table with peak memory (resident set) per process.
 
-Usage: python bench/train_bench.py [--sft-steps 6] [--grpo-steps 2] [--only sft|grpo]
+Usage: python bench/train_bench.py [--sft-steps 6] [--grpo-steps 2] [--only sft|grpo] [--setting SUBSTRING]
 """
 
 import argparse
@@ -21,17 +21,20 @@ NATIVE = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO", "DNNL_MAX_CPU_ISA
 
 SFT = {  # name: (SFTConfig overrides, env)
     "TRL defaults (gradient checkpointing, padded batches)": ({"gradient_checkpointing": True}, {}),
-    "no gradient checkpointing (the demo's setting)": ({}, {}),
-    "+ padding-free": ({"padding_free": True, "max_length": None}, {}),
+    "no gradient checkpointing": ({}, {}),
+    "+ padding-free (the demo's setting)": ({"padding_free": True, "max_length": None}, {}),
     "+ packing (bfd)": ({"packing": True}, {}),
     "no gradient checkpointing, native AVX-512 kernels (not bit-stable)": ({}, NATIVE),
+    "padding-free, native AVX-512 kernels (not bit-stable)": ({"padding_free": True, "max_length": None}, NATIVE),
+    "padding-free, native kernels, bf16 autocast (not bit-stable)": ({"padding_free": True, "max_length": None, "bf16": True}, NATIVE),
 }
 GRPO = {  # name: (prompts, generations, completion tokens, overrides, env)
-    "anchor shape 8 x 2 x 64, TRL defaults (gradient checkpointing)": (8, 2, 64, {"gradient_checkpointing": True}, {}),
+    "anchor shape 8 x 2 x 64, TRL defaults: gradient checkpointing (the demo's setting)": (8, 2, 64, {"gradient_checkpointing": True}, {}),
     "anchor shape 8 x 2 x 64, no gradient checkpointing": (8, 2, 64, {}, {}),
+    "anchor shape 8 x 2 x 64, native AVX-512 kernels (not bit-stable)": (8, 2, 64, {"gradient_checkpointing": True}, NATIVE),
+    "anchor shape 8 x 2 x 64, native kernels, bf16 autocast (not bit-stable)": (8, 2, 64, {"gradient_checkpointing": True, "bf16": True}, NATIVE),
     "8 x 4 x 128, TRL defaults (gradient checkpointing)": (8, 4, 128, {"gradient_checkpointing": True}, {}),
-    "8 x 4 x 128, no gradient checkpointing": (8, 4, 128, {}, {}),
-    "8 x 4 x 128, no gradient checkpointing, native AVX-512 kernels": (8, 4, 128, {}, NATIVE),
+    "8 x 4 x 128, native AVX-512 kernels (not bit-stable)": (8, 4, 128, {"gradient_checkpointing": True}, NATIVE),
 }
 
 
@@ -112,6 +115,7 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=6)
     parser.add_argument("--grpo-steps", type=int, default=2)
     parser.add_argument("--only", choices=["sft", "grpo"])
+    parser.add_argument("--setting", default="", help="run only the settings whose name contains this")
     parser.add_argument("--worker", choices=["sft", "grpo"], help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -127,13 +131,13 @@ def main() -> None:
     if args.only != "grpo":
         print(f"SFT, {args.sft_steps} steps on the demo's sft.parquet (batch and max_length from params), SmolLM2-135M, 2 threads")
         print(f"| {'setting':<64} | trained tokens/s | seconds | peak RSS GB |")
-        for name in SFT:
+        for name in [n for n in SFT if args.setting in n]:
             r = child("sft", name, args.sft_steps)
             print(f"| {name:<64} | {r['tokens_per_s']:>16.1f} | {r['seconds']:>7.1f} | {r['peak_rss_gb']:>11.1f} |", flush=True)
     if args.only != "sft":
         print(f"\nGRPO, {args.grpo_steps} steps on the demo's rl.parquet from the SFT checkpoint (prompts x generations x completion tokens)")
         print(f"| {'setting':<64} | s/step | generated tok/step | generated tok/s | zero-spread share | peak RSS GB |")
-        for name in GRPO:
+        for name in [n for n in GRPO if args.setting in n]:
             r = child("grpo", name, args.grpo_steps)
             rate = r["generated_tokens_per_step"] / r["seconds_per_step"]
             print(f"| {name:<64} | {r['seconds_per_step']:>6.1f} | {r['generated_tokens_per_step']:>18.0f} | {rate:>15.1f} "
