@@ -135,3 +135,35 @@ def test_the_mirror_gives_medical_o1_rows_and_pubmedqa_outside_its_test_split(mi
     train = set(rows[rows.dataset == "pubmedqa_train"].qid)
     test = set(json.loads((mirror / "pubmedqa/test_ground_truth.json").read_text()))
     assert len(train) == 500 and not train & test
+
+
+def test_lora_training_saves_merged_full_weights(tmp_path, smollm_tokenizer):
+    """sft.lora: peft adapters train, and the saved checkpoint is plain merged weights the evaluation loads."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from registry import trainers
+    from registry.params import Lora
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(smollm_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)  # fmt: skip
+    base = LlamaForCausalLM(config)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    rows = training.load(catalog.training(), "demo", DEMO)[0].query("kind == 'sft'").head(4).to_dict("records")
+    examples = [training.sft_example(r, Chat(), 20) for r in rows]
+    p = type("P", (), {"lora": Lora(r=4, alpha=8, dropout=0.0, target_modules="all-linear")})()
+    args = SFTConfig(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2, learning_rate=1e-2, use_cpu=True,
+                     report_to="none", save_strategy="no", completion_only_loss=True, max_length=None)  # fmt: skip
+    trainer = SFTTrainer(model=base, args=args, train_dataset=Dataset.from_list(examples), processing_class=smollm_tokenizer,
+                         peft_config=trainers.lora_config(p))  # fmt: skip
+    trainer.train()
+    out = tmp_path / "checkpoint"
+    trainers.save_checkpoint(trainer, smollm_tokenizer, out, "# card\n", {"base": "tiny"}, tmp_path / "staging")
+    assert not list(out.glob("adapter_*")) and (out / "model.safetensors").exists() and (out / "README.md").exists()
+    merged = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert merged.keys() == before.keys()  # plain weights, no lora_A / lora_B
+    changed = [k for k in before if not torch.equal(before[k], merged[k])]
+    assert changed and all("proj" in k for k in changed)  # only the adapted linear layers moved
