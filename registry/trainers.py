@@ -28,6 +28,9 @@ from registry.params import Params, Trainer, load_params
 RUNS = Path("models/checkpoints/.runs")
 
 
+RUN_DEPENDENT = {"seconds", "tokens_per_second", "seconds_per_step", "resumed"}  # in data/metrics only: the checkpoint's bytes stay reproducible
+
+
 @dataclass
 class Setup:
     """What a training stage starts from: params, the catalog entries of its base and of its result, the base weights."""
@@ -53,6 +56,7 @@ class Setup:
     def save(self, trainer: Any, digests: dict[str, str], metrics: dict[str, Any], folder: Path) -> bool:
         """Save the final checkpoint with its model card; True in the process that writes the other outputs."""
         params = self.p.model_dump()
+        metrics = {k: v for k, v in metrics.items() if k not in RUN_DEPENDENT}
         meta = {"model": self.target.name, "base": self.base.name, "inputs": digests, "params": params, "metrics": metrics}
         text = card(f"{self.target.title} ({self.target.name})", self.base.name, digests, params, metrics)
         save_checkpoint(trainer, self.tokenizer, self.out, text, meta, folder / "final")
