@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: env repro test lint bench
+.PHONY: env repro test lint bench push pull s3-up s3-down report
 env: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
@@ -33,3 +33,22 @@ bench: $(STAMP)
 	python bench/ingest_bench.py
 	python bench/classify_bench.py
 	python bench/generate_bench.py
+
+# The DVC remote. Default: 'local', a folder beside the clone (../medreg-storage). `make s3-up` starts moto's S3 server
+# on 127.0.0.1:$(S3_PORT) (or reuses it) and makes 's3' this clone's default remote, credentials in .dvc/config.local.
+S3_PORT ?= 5555
+push: $(STAMP)
+	dvc push
+
+pull: $(STAMP)
+	medreg pull
+
+s3-up: $(STAMP)
+	medreg s3 start --port $(S3_PORT)
+
+s3-down: $(STAMP)
+	medreg s3 stop
+	dvc remote default --local --unset || true
+
+report: $(STAMP)
+	medreg report --out report.html

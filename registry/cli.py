@@ -118,18 +118,22 @@ def query(sql: str, fmt: str, db_path: Path | None) -> None:
     """Run read-only SQL (SELECT/EXPLAIN) on the results database and print the result; SQL '-' reads standard input.
 
     The database is opened read-only with no file access: a write, a file read or a bad query exits with status 2
-    and DuckDB's message. SQL may start with a `--` comment. Works from any directory with --db.
+    and DuckDB's message. SQL may start with a `--` comment. Works from any directory with --db. SQL that reads the
+    table `experiments` also sees the project's DVC experiments (`medreg experiments --help` has its columns).
 
     \b
     Example:
       medreg query "select benchmark, count(*) n from questions group by all order by n desc"
       medreg query --format csv "select qid, answer from questions where benchmark = 'medqa'" > medqa.csv
       medreg query --db /elsewhere/results.duckdb - < report.sql
+      medreg query 'select experiment, status, "params.evaluate.bootstrap.seed" from experiments order by timestamp'
     """
     from registry import db
 
     con = _open(db_path)
-    for columns, rows in db.query(con, sys.stdin.read() if sql == "-" else sql):
+    sql = sys.stdin.read() if sql == "-" else sql
+    _register_experiments(con, sql)
+    for columns, rows in db.query(con, sql):
         print_rows(columns, rows, fmt)
 
 
@@ -308,6 +312,186 @@ def prompt(model_name: str, benchmark: str, qid: str, trace_index: int | None, p
         click.echo("\n\n" + " ".join(f"{i}:{tokenizer.decode([i])!r}" for i in ids))
 
 
+@main.command()
+@click.argument("name")
+@click.option("--version", help="Exact version, vMAJOR.MINOR.PATCH (default: bump the last one).")
+@click.option("--bump", type=click.Choice(["major", "minor", "patch"]), default="minor", show_default=True)
+@click.option("--stage", help="Also assign this stage (e.g. dev, prod) to the new version.")
+@click.option("-r", "--remote", help="Remote that must hold the outputs (default: the project's default remote).")
+@click.option("--push", is_flag=True, help="Push the new git tags to origin.")
+@click.option("-m", "--message", help="Tag message.")
+def release(name: str, version: str | None, bump: str, stage: str | None, remote: str | None, push: bool, message: str | None) -> None:
+    """Version an artifact of dvc.yaml with a GTO git tag NAME@vX.Y.Z (and a stage), at HEAD.
+
+    Refused, tagging nothing, while the artifact or anything it depends on is stale, dvc.yaml / dvc.lock / params.yaml
+    have uncommitted changes, or its outputs are not in the remote (`dvc push` first): a tag must always pull.
+
+    \b
+    Example:
+      dvc repro && git commit -am "new split" && dvc push
+      medreg release reasoning-knowledge-split --bump minor --stage prod
+      dvc import <this repo> data/splits/labels.parquet --rev reasoning-knowledge-split@v1.1.0   # elsewhere
+    """
+    from registry import publish
+
+    for tag in publish.release(project_root(), name, version, bump, stage, remote, push, message):
+        click.echo(f"tagged {tag}")
+
+
+@main.command()
+def artifacts() -> None:
+    """List the artifacts dvc.yaml declares, with their latest versions and stages (GTO).
+
+    \b
+    Example:
+      medreg artifacts
+    """
+    import gto.api
+
+    from registry import publish
+
+    root = project_root()
+    declared = publish.artifacts(root)
+    shown = {row["name"]: row for row in gto.api.show(str(root))} if declared else {}
+    for name, entry in declared.items():
+        row = shown.get(name, {})
+        stages = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("name", "latest") and v)
+        click.echo(f"{name:<28} {entry.get('type', ''):<8} {row.get('latest') or '-':<10} {stages:<20} {entry['path']}")
+
+
+@main.command()
+@click.argument("targets", nargs=-1)
+@click.option("-r", "--remote", help="Remote to pull from (default: the project's default remote).")
+@click.option("-j", "--jobs", type=int, help="Parallel downloads.")
+def pull(targets: tuple[str, ...], remote: str | None, jobs: int | None) -> None:
+    """`dvc pull`, naming any object of the remote whose bytes do not match their hash (never checked out).
+
+    \b
+    Example:
+      medreg pull                       # everything dvc.lock records
+      medreg pull -r s3 data/splits/labels.parquet
+    """
+    from registry import publish
+
+    publish.pull(project_root(), list(targets), remote, jobs)
+
+
+@main.command("export-hf")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rev", help="Version of the split to export (a tag, branch or commit; default: the workspace's file).")
+@click.option("--repo", help="Registry to read from with --rev (default: this project).")
+def export_hf(out: Path, rev: str | None, repo: str | None) -> None:
+    """Write the reasoning/knowledge split as a Hugging Face dataset folder, loadable with `datasets.load_dataset`.
+
+    Parquet per benchmark and category, a dataset card with YAML configs (one per benchmark, default `all`; splits
+    reasoning and knowledge) and the version: `datasets.load_dataset(OUT, "medqa")["reasoning"]`.
+
+    \b
+    Example:
+      medreg export-hf hf/medreg-split
+      medreg export-hf hf/v1 --rev reasoning-knowledge-split@v1.0.0
+    """
+    import pyarrow.parquet as pq
+
+    from registry import api, catalog, publish
+
+    root = project_root()
+    if rev or repo:
+        table = api.read_split(repo or str(root), rev)
+        version = rev or "HEAD"
+    else:
+        path = catalog.dataset_path("splits", root)
+        if not path.exists():
+            raise MedregError(f"{path} is missing: run `dvc repro label` or `medreg pull {api.SPLIT_PATH}`")
+        table, version = pq.read_table(path), publish.version_of(root)
+    counts = publish.export_hf(table, out, version, repo or root.name)
+    for benchmark, c in counts.items():
+        click.echo(f"  {benchmark:<26} {c['reasoning']:>6} reasoning {c['knowledge']:>6} knowledge")
+    click.echo(f"wrote {out} (version {version})")
+
+
+@main.group()
+def s3() -> None:
+    """An S3 remote on this machine: moto's server on 127.0.0.1 with authentication, for the DVC remote 's3'.
+
+    \b
+    Example:
+      medreg s3 start && dvc push -r s3    # or: make s3-up
+      medreg s3 stop                       # or: make s3-down (the server keeps objects in memory: they go)
+    """
+
+
+def _s3_state() -> Path:
+    import os
+
+    return Path(os.environ.get("MEDREG_STATE_DIR") or Path.home() / ".cache" / "medreg") / "s3server.json"
+
+
+@s3.command("start")
+@click.option("--port", type=int, default=5555, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--default/--no-default", "make_default", default=True, show_default=True, help="Make 's3' this clone's default remote.")
+def s3_start(port: int, make_default: bool) -> None:
+    """Start the server (or reuse the running one) and write its endpoint and credentials to .dvc/config.local.
+
+    Run it in every clone that should use the server: the credentials live only in that uncommitted file (and in
+    ~/.cache/medreg/s3server.json, mode 600), never in .dvc/config.
+
+    \b
+    Example:
+      medreg s3 start --port 5555 && dvc push
+    """
+    import json
+    import os
+
+    from dvc.repo import Repo
+
+    from registry import s3server
+
+    state = _s3_state()
+    server = None
+    if state.exists():
+        server = s3server.S3Server(**json.loads(state.read_text()))
+        try:
+            server.client().head_bucket(Bucket=server.bucket)
+            click.echo(f"reusing the server at {server.endpoint} (pid {server.pid})")
+        except Exception:  # noqa: BLE001 (gone or unreachable: start a new one)
+            server = None
+    if server is None:
+        server = s3server.start(port, log=state.with_name("moto.log") if state.parent.mkdir(parents=True, exist_ok=True) is None else None)
+        state.write_text(json.dumps(server.__dict__) + "\n")
+        os.chmod(state, 0o600)
+        click.echo(f"started moto's S3 server at {server.endpoint} (pid {server.pid}), bucket '{server.bucket}'")
+    with Repo(project_root()) as repo, repo.config.edit("local") as conf:
+        conf["remote"]["s3"] = {
+            "endpointurl": server.endpoint,
+            "access_key_id": server.access_key_id,
+            "secret_access_key": server.secret_access_key,
+        }
+        if make_default:
+            conf["core"]["remote"] = "s3"
+    click.echo(f"remote 's3' configured in .dvc/config.local{' (default)' if make_default else ''}")
+
+
+@s3.command("stop")
+def s3_stop() -> None:
+    """Stop the server `medreg s3 start` started (its objects go with it).
+
+    \b
+    Example:
+      medreg s3 stop
+    """
+    import json
+
+    from registry import s3server
+
+    state = _s3_state()
+    if not state.exists():
+        raise MedregError(f"no server recorded in {state}: nothing to stop")
+    pid = json.loads(state.read_text())["pid"]
+    state.unlink()
+    click.echo(f"stopped the server (pid {pid})" if s3server.stop(pid) else f"the server (pid {pid}) was not running")
+
+
 PROFILES = Path(__file__).parent / "profiles"
 
 
@@ -354,3 +538,84 @@ def profile(name: str, params_path: Path | None) -> None:
             yaml.dump(data, f)
         load_params(tmp)  # refuse, leaving params.yaml as it was, if the result is not valid
     click.echo(f"{path}: applied profile {name}: {len(changed)} value(s) changed ({', '.join(changed)})")
+
+
+@main.command()
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default="report.html", show_default=True, help="HTML file to write."
+)
+def report(out_path: Path) -> None:
+    """Write one self-contained HTML report: the DVC plots, the result tables with CIs, the classifier and lineage.
+
+    The page needs no network (the chart library is inlined): open it in any browser or mail it. It reads the
+    pipeline's outputs (tables, metrics, plot data, dvc.lock); a missing one exits 2: run `dvc repro` or `dvc pull`.
+
+    \b
+    Example:
+      medreg report
+      medreg report --out /tmp/medreg-report.html && xdg-open /tmp/medreg-report.html
+    """
+    from registry import report as html_report
+
+    click.echo(html_report.write(project_root(), out_path))
+
+
+def _register_experiments(con, sql: str) -> None:
+    """When `sql` reads `experiments`, make DVC's experiments that table: an in-memory frame, the database untouched."""
+    from registry import experiments
+
+    if experiments.referenced(con, sql):
+        con.register(experiments.TABLE, experiments.frame(project_root()))
+
+
+@main.command("experiments")
+@click.option("--rev", "revs", multiple=True, help="Baseline commit (repeatable; default: HEAD, every branch and tag).")
+@click.option("--all-commits", "-A", is_flag=True, help="Every commit is a baseline.")
+@click.option(
+    "--columns",
+    type=click.Choice(["changed", "all"]),
+    default="changed",
+    show_default=True,
+    help="changed: the fixed columns and the params and metrics whose values differ between rows.",
+)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every column to .parquet, .csv or .jsonl.")
+@FORMAT
+def experiments_(revs: tuple[str, ...], all_commits: bool, columns: str, out_path: Path | None, fmt: str) -> None:
+    """List DVC's experiments and their baseline commits: a row each, a column per param and metric.
+
+    Queued, running and failed experiments are listed with their status. The same table is `experiments` in
+    `medreg query`. Columns: experiment (name; a baseline's branch, tag or short sha; workspace), kind
+    (workspace | baseline | experiment), rev, baseline_rev, timestamp, status (success | queued | running | failed),
+    error, then `params.<key>` (params.yaml, nested keys joined by dots), `params.<file>:<key>` (other params files)
+    and `metrics.<file>:<key>`; lists and mappings are JSON text, a missing value NULL.
+
+    \b
+    Example:
+      dvc exp run --queue -S evaluate.bootstrap.seed=1 && dvc exp run --queue -S evaluate.bootstrap.seed=2
+      dvc queue start -j 2 && dvc queue status
+      medreg experiments
+      medreg experiments --all-commits --out experiments.parquet
+      medreg query 'select experiment, "metrics.data/metrics/eval.json:smollm2-135m-sft.all" from experiments'
+    """
+    from registry import experiments
+    from registry.io import atomic_path
+
+    suffix = out_path.suffix.lower() if out_path else None
+    if suffix not in (None, ".parquet", ".csv", ".jsonl"):
+        raise MedregError(f"{out_path}: output must end in .parquet, .csv or .jsonl")
+    df = experiments.frame(project_root(), list(revs) or None, all_commits)
+    if out_path:
+        with atomic_path(out_path) as tmp:
+            if suffix == ".parquet":
+                df.to_parquet(tmp, index=False)
+            elif suffix == ".csv":
+                df.to_csv(tmp, index=False)
+            else:
+                df.to_json(tmp, orient="records", lines=True, date_format="iso", force_ascii=False)
+        click.echo(f"wrote {len(df)} rows, {len(df.columns)} columns to {out_path}")
+        return
+    if columns == "changed":
+        varying = [c for c in df.columns[len(experiments.FIXED) :] if df[c].astype("string").nunique() > 1]
+        df = df[[*experiments.FIXED, *varying]]
+    table = json.loads(df.to_json(orient="split", index=False, date_format="iso", date_unit="s"))
+    print_rows(table["columns"], [tuple(r) for r in table["data"]], fmt)

@@ -8,7 +8,11 @@ locked, which the engine itself enforces. (Views over parquet would need the fil
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import struct
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +33,11 @@ class QueryError(MedregError):
     """A refused or failing query; the message is DuckDB's or names the refused statement."""
 
 
-def lineage(lock: dict[str, Any]) -> list[tuple]:
+def lineage(lock: dict[str, Any], skip: set[str] = frozenset()) -> list[tuple]:
     """Lineage rows from a dvc.lock: each output of each stage, with every dependency (md5) and parameter (value) it had.
 
     Columns: stage, artifact, artifact_md5, input, input_kind (dep | param), input_md5, param_value (JSON).
+    Outputs in `skip` are left out (and a stage with no other output).
     """
     rows = []
     for stage, entry in (lock.get("stages") or {}).items():
@@ -40,7 +45,8 @@ def lineage(lock: dict[str, Any]) -> list[tuple]:
         for file, values in (entry.get("params") or {}).items():
             inputs += [(f"{file}:{key}", "param", None, json.dumps(value, sort_keys=True)) for key, value in values.items()]
         for out in entry.get("outs", []):
-            rows += [(stage, out["path"], out.get("md5"), *i) for i in inputs]
+            if out["path"] not in skip:
+                rows += [(stage, out["path"], out.get("md5"), *i) for i in inputs]
     return rows
 
 
@@ -56,9 +62,9 @@ def build(db_path: Path | str, sources: dict[str, list[Path]], views: dict[str, 
     from registry.io import atomic_path
 
     counts = {}
-    with atomic_path(db_path) as tmp:
-        tmp.unlink()  # DuckDB refuses an existing empty file
-        con = duckdb.connect(str(tmp))
+    with atomic_path(db_path) as tmp, tempfile.TemporaryDirectory(dir=Path(db_path).parent) as work:
+        built = Path(work) / Path(db_path).name  # DuckDB stores the catalog name (the file's stem): the final name, not a temp one
+        con = duckdb.connect(str(built))
         try:
             con.execute(f"CREATE TABLE lineage ({LINEAGE_COLUMNS})")
             if lineage_rows:
@@ -76,7 +82,39 @@ def build(db_path: Path | str, sources: dict[str, list[Path]], views: dict[str, 
                 counts[view] = con.execute(f'SELECT count(*) FROM "{view}"').fetchone()[0]
         finally:
             con.close()
+        stabilise(built)
+        os.replace(built, tmp)
     return counts
+
+
+def stabilise(path: Path) -> None:
+    """Make a freshly written DuckDB file a function of its content: a rebuild anywhere gives the same bytes (DVC hash).
+
+    DuckDB 2.0 writes a random 16-byte database identifier into the main header; replace it with a digest of the data
+    blocks and recompute the header checksum (DuckDB's: 5381 XOR each 64-bit word × 0xbf58476d1ce4e5b9).
+    """
+    with open(path, "r+b") as f:
+        header = bytearray(f.read(HEADER_SIZE))
+        if header[8:12] != b"DUCK" or _checksum(header[8:]) != struct.unpack("<Q", header[:8])[0]:
+            raise QueryError(f"{path}: not a DuckDB file with the expected main header (DuckDB {duckdb.__version__} changed its format?)")
+        digest = hashlib.md5(usedforsecurity=False)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+        header[IDENTIFIER] = digest.digest()
+        header[:8] = struct.pack("<Q", _checksum(header[8:]))
+        f.seek(0)
+        f.write(header)
+
+
+HEADER_SIZE = 4096  # DuckDB's main header block; its first 8 bytes are the checksum of the rest
+IDENTIFIER = slice(124, 140)  # the database identifier inside it (DuckDB 1.4+)
+
+
+def _checksum(data: bytes) -> int:
+    result = 5381
+    for (word,) in struct.iter_unpack("<Q", data):
+        result ^= (word * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    return result
 
 
 def connect(db_path: Path | str) -> duckdb.DuckDBPyConnection:

@@ -68,7 +68,6 @@ def score(
                 "extraction_rule": ex.rule,
                 "think_format": int(follows_think_format(c.text, r["options"], r["answer_format"], prefilled)),
                 "tokens": c.tokens,
-                "latency_s": c.latency_s,
             }
         )
     return pd.DataFrame(out)

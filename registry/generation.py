@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ class Generator:
     weights: str  # the pin digest of the weights (backends.pin_digest): new weights never reuse old completions
     root: Path = Path(".")
     _backend: Backend | None = field(default=None, repr=False)
+    # Timings stay out of the cache and the predictions (both DVC-versioned): a rerun on any machine gives the same bytes.
+    timing: dict[str, float] = field(default_factory=lambda: {"generated": 0, "cached": 0, "seconds": 0.0, "new_tokens": 0}, repr=False)
+    latency: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def backend_name(self) -> str:
@@ -116,8 +120,21 @@ class Generator:
             with tqdm(total=len(missing), desc=desc, unit="prompt") as bar:
                 for start in range(0, len(missing), flush):
                     chunk = missing[start : start + flush]
+                    started = time.perf_counter()
                     done = backend.generate([chats[i] for _, i in chunk], gen, bar)
-                    self.cache.add(
-                        [{"key": k, "text": c.text, "tokens": c.tokens, "latency_s": c.latency_s} for (k, _), c in zip(chunk, done, strict=True)]
-                    )
-        return [Completion(self.cache[k]["text"], self.cache[k]["tokens"], self.cache[k]["latency_s"]) for k in keys]
+                    self.timing["seconds"] += time.perf_counter() - started
+                    self.timing["generated"] += len(done)
+                    self.timing["new_tokens"] += sum(c.tokens for c in done)
+                    self.latency.update((k, c.latency_s) for (k, _), c in zip(chunk, done, strict=True))
+                    self.cache.add([{"key": k, "text": c.text, "tokens": c.tokens} for (k, _), c in zip(chunk, done, strict=True)])
+        self.timing["cached"] += len(first) - len(missing)
+        return [Completion(self.cache[k]["text"], self.cache[k]["tokens"], self.latency.get(k, 0.0)) for k in keys]
+
+    def timing_report(self) -> dict[str, Any]:
+        """Timing of this run's generation: prompts generated and read from the cache, seconds, new tokens, tokens/s, latency p50/p90."""
+        lat = sorted(self.latency.values())
+        t = dict(self.timing, seconds=round(self.timing["seconds"], 2))
+        t["new_tokens_per_s"] = round(t["new_tokens"] / t["seconds"], 1) if t["seconds"] else None
+        t["latency_s_p50"] = round(lat[len(lat) // 2], 3) if lat else None
+        t["latency_s_p90"] = round(lat[int(len(lat) * 0.9)], 3) if lat else None
+        return t

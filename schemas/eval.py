@@ -23,7 +23,6 @@ class PredictionsSchema(pa.DataFrameModel):
     extraction_rule: Series[str]
     think_format: Series[int] = pa.Field(isin=[0, 1])  # a think block closed once, then one parseable answer
     tokens: Series[int] = pa.Field(ge=0)
-    latency_s: Series[float] = pa.Field(ge=0)
 
     class Config:
         strict = True

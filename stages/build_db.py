@@ -9,6 +9,17 @@ from registry.errors import MedregError, run_stage
 from registry.params import load_params
 
 
+def uncached_outputs() -> set[str]:
+    """Outputs kept in git, not the DVC cache (metrics, plots, timings), and this stage's own: left out of the lineage.
+
+    So the database holds only what reproduces byte for byte, and a fresh clone rebuilds the very file that was pushed.
+    """
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        return {str(o.def_path) for o in repo.index.outs if not o.use_cache} | {catalog.dataset_path("results_db").as_posix()}
+
+
 def main() -> None:
     """Build the results database from the datasets that declare a `table` (per-model ones: one file per model).
 
@@ -27,7 +38,7 @@ def main() -> None:
         raise MedregError(f"missing: {', '.join(missing)}: run their stages first (`dvc repro`)")
     path = catalog.dataset_path("results_db")
     lock = Path("dvc.lock")  # as `dvc repro` leaves it: every stage before this one is recorded
-    rows = db.lineage(yaml.safe_load(lock.read_text())) if lock.exists() else []
+    rows = db.lineage(yaml.safe_load(lock.read_text()), skip=uncached_outputs()) if lock.exists() else []
     counts = db.build(path, sources, catalog.views(), rows)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>8} rows")

