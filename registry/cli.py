@@ -352,11 +352,12 @@ def artifacts() -> None:
 
     root = project_root()
     declared = publish.artifacts(root)
-    shown = {row["name"]: row for row in gto.api.show(str(root))} if declared else {}
+    shown = gto.api.show(str(root)) if declared else {}  # {name: {version, stage: {stage: version}, ...}}
+    click.echo(f"{'artifact':<28} {'type':<8} {'latest':<10} {'stages':<20} path")
     for name, entry in declared.items():
-        row = shown.get(name, {})
-        stages = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("name", "latest") and v)
-        click.echo(f"{name:<28} {entry.get('type', ''):<8} {row.get('latest') or '-':<10} {stages:<20} {entry['path']}")
+        row = shown.get(name) or {}
+        stages = ", ".join(f"{k}={v}" for k, v in (row.get("stage") or {}).items() if v) or "-"
+        click.echo(f"{name:<28} {entry.get('type', ''):<8} {row.get('version') or '-':<10} {stages:<20} {entry['path']}")
 
 
 @main.command()

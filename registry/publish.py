@@ -73,6 +73,7 @@ def release(
 ) -> list[str]:
     """Tag artifact `name` at HEAD with GTO (a version, and a stage when given) after the checks; returns the tags made."""
     import gto.api
+    from gto.exceptions import GTOException
 
     blockers = release_blockers(root, name, remote)
     if blockers:
@@ -81,12 +82,16 @@ def release(
         raise MedregError(f"--version {version}: expected vMAJOR.MINOR.PATCH, e.g. v1.2.0")
     before = set(_git(root, "tag", "--list").split())
     kwargs = {f"bump_{bump}": True} if not version else {}
-    gto.api.register(str(root), name, ref="HEAD", version=version, message=message, push=push, **kwargs)
-    if stage:
-        gto.api.assign(str(root), name, stage, ref="HEAD", message=message, push=push, skip_registration=True)
+    try:
+        gto.api.register(str(root), name, ref="HEAD", version=version, message=message, push=push, **kwargs)
+        if stage:
+            gto.api.assign(str(root), name, stage, ref="HEAD", message=message, push=push, skip_registration=True)
+    except GTOException as e:  # e.g. this commit already has a version, or the version exists
+        raise MedregError(f"gto: {e}") from None
     return sorted(set(_git(root, "tag", "--list").split()) - before)
 
 
+EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception)\b")
 CORRUPTED = re.compile(r"corrupted cache file '.*?files/md5/([0-9a-f]{2})/([0-9a-f]{30,})'")
 
 
@@ -96,14 +101,18 @@ def pull(root: Path, targets: list[str], remote: str | None, jobs: int | None) -
     DVC checks the hash (`verify = true` on the remotes) but says only "Checkout failed ... Is your cache up to date?".
     """
     cmd = [sys.executable, "-m", "dvc", "pull", "-v", *(["-r", remote] if remote else []), *(["-j", str(jobs)] if jobs else []), *targets]
-    proc = subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     damaged, errors = [], []
-    for line in proc.stderr:
+    for line in proc.stdout:  # -v: DVC's debug log (where the hash check speaks) and its tracebacks are dropped
         if (m := CORRUPTED.search(line)) is not None:
             damaged.append(m.group(1) + m.group(2))
-        elif " DEBUG: " not in line and not line.startswith(("Traceback", "  ")):
+        elif " DEBUG: " in line or line.startswith(("Traceback", " ", "\t")) or EXCEPTION_LINE.match(line):
+            continue
+        elif "ERROR: " in line:
             errors.append(line.rstrip())
             sys.stderr.write(line)
+        else:
+            sys.stdout.write(line)
     if proc.wait() == 0:
         return
     if damaged:
@@ -137,10 +146,12 @@ def version_of(root: Path, rev: str = "HEAD") -> str:
 def export_hf(split, out: Path, version: str, source: str) -> dict[str, dict[str, int]]:
     """Write the split as a Hugging Face dataset folder: `<benchmark>/<category>.parquet` and README.md.
 
-    The card's YAML `configs`: one per benchmark plus a default `all`, splits reasoning and knowledge; and the version.
+    The card's YAML `configs`: one per benchmark plus a default `all`, splits reasoning and knowledge (a category a
+    benchmark has no question in is left out), and the version.
 
     Returns row counts per benchmark and category.
     """
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from registry.io import atomic_path
@@ -149,10 +160,11 @@ def export_hf(split, out: Path, version: str, source: str) -> dict[str, dict[str
     with atomic_path(out, directory=True) as tmp:
         for benchmark in sorted(split.column("benchmark").unique().to_pylist()):
             for category in ("reasoning", "knowledge"):
-                rows = split.filter((split["benchmark"] == benchmark).to_numpy() & (split["category"] == category).to_numpy())
-                (tmp / benchmark).mkdir(exist_ok=True)
-                pq.write_table(rows, tmp / benchmark / f"{category}.parquet", compression="zstd")
+                rows = split.filter(pc.and_(pc.equal(split["benchmark"], benchmark), pc.equal(split["category"], category)))
                 counts.setdefault(benchmark, {})[category] = rows.num_rows
+                if rows.num_rows:  # no file for an empty category: `datasets` cannot read a parquet file of 0 rows
+                    (tmp / benchmark).mkdir(exist_ok=True)
+                    pq.write_table(rows, tmp / benchmark / f"{category}.parquet", compression="zstd")
         (tmp / "README.md").write_text(_card(counts, version, source), encoding="utf-8")
     return counts
 
@@ -166,7 +178,10 @@ def _card(counts: dict[str, dict[str, int]], version: str, source: str) -> str:
             "data_files": [{"split": c, "path": f"*/{c}.parquet"} for c in ("reasoning", "knowledge")],
         }
     ]
-    configs += [{"config_name": b, "data_files": [{"split": c, "path": f"{b}/{c}.parquet"} for c in ("reasoning", "knowledge")]} for b in counts]
+    configs += [
+        {"config_name": b, "data_files": [{"split": c, "path": f"{b}/{c}.parquet"} for c in ("reasoning", "knowledge") if n[c]]}
+        for b, n in counts.items()
+    ]
     front = yaml.safe_dump({"pretty_name": "medreg reasoning/knowledge split", "configs": configs, "version": version}, sort_keys=False)
     rows = "\n".join(f"| {b} | {c['reasoning']} | {c['knowledge']} |" for b, c in counts.items())
     total = {k: sum(c[k] for c in counts.values()) for k in ("reasoning", "knowledge")}

@@ -457,26 +457,21 @@ agreement with experts {{ splits.expert_agreement_test | fmt }} (test), {{ split
 
 <h2 id="plots">Plots</h2>
 <p class="note">The plots dvc.yaml defines (as <code>dvc plots show</code> draws them), rendered here with Vega-Lite inlined. Drag or scroll to zoom line charts.</p>
-<div class="plots">
-{%- for p in plots if p.top_level %}
-  <figure class="plot" data-plot="{{ loop.index0 }}">
+{%- macro figure(p, i) %}
+  <figure class="plot" data-plot="{{ i }}">
     <figcaption>{{ p.name }}</figcaption>
-    <div class="vega" id="plot-{{ loop.index0 }}"></div>
+    <div class="vega" id="plot-{{ i }}"></div>
     {{ lineage_block(p.lineage) }}
   </figure>
-{%- endfor %}
+{%- endmacro %}
+<div class="plots">
+{%- for p in plots if p.top_level %}{{ figure(p, loop.index0) }}{%- endfor %}
 </div>
 {%- set n_top = plots | selectattr("top_level") | list | length %}
 {%- if plots | length > n_top %}
 <details id="stage-plots"><summary><h3 style="display: inline">Every plot output the stages declare ({{ plots | length - n_top }})</h3></summary>
 <div class="plots">
-{%- for p in plots if not p.top_level %}
-  <figure class="plot" data-plot="{{ loop.index0 + n_top }}">
-    <figcaption>{{ p.name }}</figcaption>
-    <div class="vega" id="plot-{{ loop.index0 + n_top }}"></div>
-    {{ lineage_block(p.lineage) }}
-  </figure>
-{%- endfor %}
+{%- for p in plots if not p.top_level %}{{ figure(p, loop.index0 + n_top) }}{%- endfor %}
 </div>
 </details>
 {%- endif %}

@@ -243,7 +243,7 @@ def test_an_edit_makes_exactly_the_stages_that_use_it_stale(demo):
 
 
 def test_nothing_to_reproduce_then_bad_input_keeps_outputs(demo):
-    """Runs last: it breaks the demo input."""
+    """Breaks the demo input, then mends it: later modules use the same demo."""
     metrics = json.loads((demo / "data/metrics/ingest.json").read_text())
     assert metrics["source"] == "demo" and metrics["questions"] == len(load("questions", demo))
     assert "medmcqa" in metrics["skipped"] and (demo / "data/results.duckdb").exists()
@@ -258,8 +258,13 @@ def test_nothing_to_reproduce_then_bad_input_keeps_outputs(demo):
 
     before = (demo / "data/raw/questions.parquet").read_bytes()
     medqa = demo / "data/demo/medreason/medqa_test.jsonl"
-    medqa.write_text(medqa.read_text() + '{"question": "broken\n')
-    failed = run(["dvc", "repro"], demo)
-    assert failed.returncode != 0
-    assert "data/demo/medreason/medqa_test.jsonl" in failed.stderr + failed.stdout
-    assert (demo / "data/raw/questions.parquet").read_bytes() == before
+    good = medqa.read_text()
+    medqa.write_text(good + '{"question": "broken\n')
+    try:
+        failed = run(["dvc", "repro"], demo)
+        assert failed.returncode != 0
+        assert "data/demo/medreason/medqa_test.jsonl" in failed.stderr + failed.stdout
+        assert (demo / "data/raw/questions.parquet").read_bytes() == before
+    finally:
+        medqa.write_text(good)
+    assert "Data and pipelines are up to date." in run(["dvc", "repro"], demo).stdout

@@ -107,6 +107,30 @@ def test_load_split_refuses_unclear_requests(monkeypatch):
         load_split(category="both", repo=str(ROOT))
 
 
+def test_hugging_face_export_loads_per_benchmark_and_category(tmp_path):
+    import datasets
+    import pyarrow as pa
+
+    from registry.publish import export_hf
+
+    rows = [("medqa", "q1", "reasoning"), ("medqa", "q2", "knowledge"), ("medqa", "q3", "reasoning"), ("pubmedqa", "p1", "knowledge")]
+    split = pa.table({k: list(v) for k, v in zip(("benchmark", "qid", "category"), zip(*rows, strict=True), strict=True)})
+    counts = export_hf(split, tmp_path / "hf", "reasoning-knowledge-split@v9.9.9 (abc1234)", "medreg")
+    assert counts == {"medqa": {"reasoning": 2, "knowledge": 1}, "pubmedqa": {"reasoning": 0, "knowledge": 1}}
+    assert "version: reasoning-knowledge-split@v9.9.9 (abc1234)" in (tmp_path / "hf/README.md").read_text()
+    medqa = datasets.load_dataset(str(tmp_path / "hf"), "medqa")
+    assert sorted(medqa["reasoning"]["qid"]) == ["q1", "q3"] and medqa["knowledge"]["qid"] == ["q2"]
+    everything = datasets.load_dataset(str(tmp_path / "hf"))
+    assert sorted(everything["knowledge"]["qid"]) == ["p1", "q2"] and sorted(everything["reasoning"]["qid"]) == ["q1", "q3"]
+    assert list(datasets.load_dataset(str(tmp_path / "hf"), "pubmedqa")) == ["knowledge"]  # no empty reasoning split
+
+
+def test_artifacts_command_lists_every_declared_artifact():
+    out = ok(run(["medreg", "artifacts"], ROOT))
+    for name, entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["artifacts"].items():
+        assert re.search(rf"^{name} +{entry['type']} .* {re.escape(entry['path'])}$", out, re.M), name
+
+
 def test_release_of_an_unknown_artifact_names_the_known_ones():
     out = run(["medreg", "release", "no-such-thing"], ROOT)
     assert out.returncode == 2 and "no artifact 'no-such-thing'" in out.stderr and ARTIFACT in out.stderr
@@ -210,6 +234,9 @@ def test_release_refuses_uncommitted_stale_or_unpushed_outputs(published, tmp_pa
 def test_a_consumer_project_imports_a_tagged_split_and_updates_to_a_newer_one(published, s3, tmp_path):
     v1 = ok(run(["medreg", "release", ARTIFACT, "--version", "v1.0.0", "--stage", "prod"], published))
     assert f"tagged {ARTIFACT}@v1.0.0" in v1 and f"tagged {ARTIFACT}#prod" in v1
+    assert re.search(rf"^{ARTIFACT} +dataset +v1.0.0 +prod=v1.0.0 ", ok(run(["medreg", "artifacts"], published)), re.M)
+    again = run(["medreg", "release", ARTIFACT, "--version", "v1.0.1"], published)
+    assert again.returncode == 2 and "already registered in this commit" in again.stderr, again.stderr
     first = pq.read_table(published / SPLIT).to_pandas()
 
     consumer = tmp_path / "paper"
