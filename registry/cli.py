@@ -458,7 +458,8 @@ def s3_start(port: int, make_default: bool) -> None:
         except Exception:  # noqa: BLE001 (gone or unreachable: start a new one)
             server = None
     if server is None:
-        server = s3server.start(port, log=state.with_name("moto.log") if state.parent.mkdir(parents=True, exist_ok=True) is None else None)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        server = s3server.start(port, log=state.with_name("moto.log"))
         state.write_text(json.dumps(server.__dict__) + "\n")
         os.chmod(state, 0o600)
         click.echo(f"started moto's S3 server at {server.endpoint} (pid {server.pid}), bucket '{server.bucket}'")

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from registry.errors import MedregError
@@ -118,10 +118,3 @@ def stop(pid: int, timeout: float = 10.0) -> bool:
         time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
     return True
-
-
-def save_state(server: S3Server, path: Path) -> None:
-    """Record a running server (pid, endpoint, bucket; no secret) so `medreg s3 stop` finds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v for k, v in asdict(server).items() if k not in ("access_key_id", "secret_access_key")}
-    path.write_text(json.dumps(state) + "\n")
