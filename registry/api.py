@@ -17,8 +17,14 @@ from typing import Any, Literal
 
 from registry.errors import MedregError
 
-SPLIT_PATH = "data/splits/labels.parquet"
 CATEGORIES = ("reasoning", "knowledge")
+
+
+def split_path() -> str:
+    """Where the split lives in the registry: the dataset catalog's `splits` entry (declared once)."""
+    from registry import catalog
+
+    return catalog.dataset("splits").path
 
 
 def read_split(repo: str | None = None, rev: str | None = None, remote: str | None = None):
@@ -26,13 +32,14 @@ def read_split(repo: str | None = None, rev: str | None = None, remote: str | No
     import dvc.api
     import pyarrow.parquet as pq
 
+    path = split_path()
     repo = repo or os.environ.get("MEDREG_REPO")
     if not repo:
         raise MedregError("load_split: say which registry to read: repo=<git URL or path> (or set MEDREG_REPO)")
     try:
-        data = dvc.api.read(SPLIT_PATH, repo=repo, rev=rev, remote=remote, mode="rb")
+        data = dvc.api.read(path, repo=repo, rev=rev, remote=remote, mode="rb")
     except Exception as e:  # noqa: BLE001 (DVC raises many types: bad rev, no remote, missing object)
-        raise MedregError(f"cannot read {SPLIT_PATH} from {repo} at {rev or 'the default branch'}: {str(e).splitlines()[0]}") from None
+        raise MedregError(f"cannot read {path} from {repo} at {rev or 'the default branch'}: {str(e).splitlines()[0]}") from None
     return pq.read_table(io.BytesIO(data))
 
 

@@ -403,7 +403,7 @@ def export_hf(out: Path, rev: str | None, repo: str | None) -> None:
     else:
         path = catalog.dataset_path("splits", root)
         if not path.exists():
-            raise MedregError(f"{path} is missing: run `dvc repro label` or `medreg pull {api.SPLIT_PATH}`")
+            raise MedregError(f"{path} is missing: run `dvc repro label` or `medreg pull {api.split_path()}`")
         table, version = pq.read_table(path), publish.version_of(root)
     counts = publish.export_hf(table, out, version, repo or root.name)
     for benchmark, c in counts.items():
