@@ -229,7 +229,7 @@ def read_table(path: Path):
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="Classifier dir (default: the pipeline's).")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--quantize/--no-quantize", default=True, show_default=True, help="Dynamic int8 inference on CPU.")
+@click.option("--quantize/--no-quantize", default=True, show_default=True, help="Dynamic int8 inference of fine-tuned encoders on CPU.")
 def classify(input_path: Path, output_path: Path, model_dir: Path | None, batch_size: int, quantize: bool) -> None:
     """Put the questions of INPUT in a category, reasoning-heavy or knowledge-heavy, and write OUTPUT.
 
@@ -254,8 +254,8 @@ def classify(input_path: Path, output_path: Path, model_dir: Path | None, batch_
     if bad:
         rows = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
         raise MedregError(f"{input_path}: row(s) {rows}: field 'question' is empty or not text")
-    tokenizer, model, meta = classifier.load(model_dir or catalog.dataset_path("classifier", project_root()), quantize=quantize)
-    out = classifier.categorise(df, tokenizer, model, meta, batch_size)
+    model = classifier.LabelingModel.load(model_dir or catalog.dataset_path("classifier", project_root()), quantize=quantize)
+    out = classifier.categorise(df, model, batch_size)
     with atomic_path(output_path) as tmp:
         if output_path.suffix.lower() == ".parquet":
             out.to_parquet(tmp, index=False)

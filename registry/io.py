@@ -30,6 +30,7 @@ _ARROW = {
     "str": pyarrow.string(),
     "string[pyarrow]": pyarrow.string(),
     "int64": pyarrow.int64(),
+    "Int64": pyarrow.int64(),  # nullable integer
     "float64": pyarrow.float64(),
     "bool": pyarrow.bool_(),
 }
@@ -102,6 +103,8 @@ def from_arrow(table: pyarrow.Table) -> pd.DataFrame:
     """A parquet table as a frame; options come back as ordered letter -> text dicts."""
     frame = table.to_pandas()
     for field in table.schema:
+        if pyarrow.types.is_integer(field.type) and frame[field.name].dtype.kind == "f":  # nulls made it float
+            frame[field.name] = frame[field.name].astype("Int64")
         if field.type == OPTIONS:
             frame[field.name] = [None if o is None else {x["letter"]: x["text"] for x in o} for o in frame[field.name]]
     return frame

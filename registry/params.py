@@ -59,35 +59,62 @@ class Ingest(Strict):
     on_invalid: Literal["fail", "quarantine"]
 
 
-class Split(Strict):
-    """The classifier's stratified train/val/test fractions (they sum to 1)."""
+class Candidate(Strict):
+    """One classifier candidate: its kind, input text and the knobs that kind reads (the others keep their defaults)."""
 
-    train: float = Field(gt=0, lt=1)
-    val: float = Field(gt=0, lt=1)
-    test: float = Field(gt=0, lt=1)
+    kind: Literal["finetune", "frozen", "tfidf", "features", "length"]
+    text: Literal["question", "question_options"] = "question"  # finetune, frozen, tfidf
+    base_model: str | None = None  # finetune, frozen: packaged:<package>, a local folder or a Hub id
+    max_length: int = Field(default=256, gt=0)  # finetune, frozen: tokens
+    layer: int = -1  # frozen: the hidden layer whose mean over tokens is the feature vector (-1 = last)
+    C: float = Field(default=1.0, gt=0)  # logistic-regression inverse regularisation (all kinds but finetune)
+    epochs: int = Field(default=4, gt=0)  # finetune
+    learning_rate: float = Field(default=5.0e-5, gt=0)
+    batch_size: int = Field(default=16, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup: float = Field(default=0.1, ge=0, lt=1)  # fraction of the steps
+    class_weights: Literal["balanced", "none"] = "balanced"  # every kind
+    selectable: bool = True  # false: cross-validated and reported, never the labeling model (e.g. too slow to label)
 
     @model_validator(mode="after")
-    def _sums_to_one(self) -> Split:
-        if abs(self.train + self.val + self.test - 1) > 1e-9:
-            raise ValueError(f"train + val + test must be 1, got {self.train + self.val + self.test:g}")
+    def _encoder(self) -> Candidate:
+        if self.kind in ("finetune", "frozen") and not self.base_model:
+            raise ValueError(f"kind {self.kind} needs base_model")
         return self
 
 
-class Classifier(Strict):
-    """The reasoning-vs-knowledge classifier: encoder, input, training and threshold."""
+class CrossValidation(Strict):
+    """Stratified k-fold cross-validation over every expert-labeled question."""
 
-    base_model: str
-    text: Literal["question", "question_options"]
-    max_length: int = Field(gt=0)
-    epochs: int = Field(gt=0)
-    learning_rate: float = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    weight_decay: float = Field(ge=0)
-    warmup: float = Field(ge=0, lt=1)  # fraction of the steps
-    class_weights: Literal["balanced", "none"]
-    threshold: Literal["tune"] | float
+    folds: int = Field(ge=2)
     seed: int
-    split: Split
+
+
+class Ensemble(Strict):
+    """The probability average of the best `size` selectable candidates (by cross-validated macro-F1); 0 = none."""
+
+    size: int = Field(ge=0)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("must be 0 (no ensemble) or at least 2")
+        return v
+
+
+class Classifier(Strict):
+    """The reasoning-vs-knowledge classifier: candidates compared by cross-validation, the chosen one refit on all labels."""
+
+    candidates: dict[str, Candidate]
+    compare: list[str]  # the candidates cross-validated (the others stay defined, one -S away)
+    select: str  # best (highest cross-validated macro-F1 of the selectable) | ensemble | a compared candidate
+    ensemble: Ensemble
+    cv: CrossValidation
+    calibration: Literal["sigmoid", "isotonic", "none"]  # fit on out-of-fold probabilities
+    threshold: Literal["tune"] | float  # tune: max out-of-fold macro-F1
+    device: Literal["cpu", "cuda"]
+    seed: int
 
     @field_validator("threshold")
     @classmethod
@@ -95,6 +122,23 @@ class Classifier(Strict):
         if v != "tune" and not 0 < v < 1:
             raise ValueError(f"must be 'tune' or a number in (0, 1), got {v!r}")
         return v
+
+    @field_validator("compare")
+    @classmethod
+    def _compare(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        known = info.data.get("candidates", {})
+        unknown = [name for name in v if name not in known]
+        if unknown or not v or len(set(v)) != len(v):
+            raise ValueError(f"must list distinct candidates of classifier.candidates ({', '.join(known)}), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _select(self) -> Classifier:
+        if self.select not in ("best", "ensemble", *self.compare):
+            raise ValueError(f"select: must be best, ensemble or a compared candidate ({', '.join(self.compare)}), got {self.select!r}")
+        if self.select == "ensemble" and self.ensemble.size == 0:
+            raise ValueError("select: ensemble needs ensemble.size >= 2")
+        return self
 
 
 class Label(Strict):

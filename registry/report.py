@@ -405,26 +405,41 @@ TEMPLATE = r"""<!DOCTYPE html>
 {{ lineage_block([lineage.robustness]) }}
 
 <h2 id="classifier">Reasoning-vs-knowledge classifier</h2>
+<p class="note">Candidates compared by stratified {{ classifier.folds }}-fold cross-validation on {{ classifier.n }} expert-labeled questions
+(mean ± sd over folds; each candidate's probabilities calibrated and its threshold tuned out of fold). Chosen: <b>{{ classifier.chosen }}</b>
+({{ classifier.members | join(" + ") }}), refit on every labeled question; {{ classifier.calibration }} calibration,
+ECE {{ classifier.ece | fmt }} ({{ classifier.ece_uncalibrated | fmt }} uncalibrated).</p>
+<table id="classifier-cv">
+  <tr><th class="l">candidate</th><th>accuracy</th><th>macro F1</th><th>ROC AUC</th><th>knowledge recall</th><th>ECE</th><th>threshold</th></tr>
+  {%- for name, c in classifier.cv.items() %}
+  <tr data-candidate="{{ name }}"{% if name == classifier.chosen %} class="pooled"{% endif %}><td class="l">{{ name }}</td>
+    {%- for key in ("accuracy", "macro_f1", "roc_auc", "knowledge_recall") %}
+    <td data-metric="{{ key }}">{{ c[key ~ "_mean"] | fmt }} ± {{ c[key ~ "_sd"] | fmt }}</td>
+    {%- endfor %}
+    <td>{{ c.ece | fmt }}</td><td>{{ c.threshold | fmt(2) }}</td></tr>
+  {%- endfor %}
+</table>
 <div class="grid2">
-{%- for split, m in [("test", classifier), ("val", classifier.get("val"))] if m %}
 <div>
-  <h3>{{ split }} split (n={{ m.n[split] if m.n is mapping else m.n }})</h3>
-  <table id="classifier-{{ split }}-metrics">
-    <tr><th class="l">accuracy</th><td data-metric="accuracy">{{ m.accuracy | fmt }}</td></tr>
-    <tr><th class="l">macro F1</th><td data-metric="macro_f1">{{ m.macro_f1 | fmt }}</td></tr>
-    <tr><th class="l">ROC AUC</th><td data-metric="roc_auc">{{ m.roc_auc | fmt }}</td></tr>
-    <tr><th class="l">majority baseline</th><td data-metric="majority_baseline">{{ m.majority_baseline | fmt }}</td></tr>
-    <tr><th class="l">threshold (p_reasoning)</th><td data-metric="threshold">{{ m.threshold | fmt }}</td></tr>
+  <h3>Chosen model, out of fold (n={{ classifier.n }})</h3>
+  <table id="classifier-oof-metrics">
+    <tr><th class="l">accuracy</th><td data-metric="accuracy">{{ classifier.accuracy | fmt }}</td></tr>
+    <tr><th class="l">macro F1</th><td data-metric="macro_f1">{{ classifier.macro_f1 | fmt }}</td></tr>
+    <tr><th class="l">ROC AUC</th><td data-metric="roc_auc">{{ classifier.roc_auc | fmt }}</td></tr>
+    <tr><th class="l">majority baseline</th><td data-metric="majority_baseline">{{ classifier.majority_baseline | fmt }}</td></tr>
+    <tr><th class="l">threshold (p_reasoning)</th><td data-metric="threshold">{{ classifier.threshold | fmt }}</td></tr>
   </table>
   <table>
     <tr><th class="l">class</th><th>precision</th><th>recall</th><th>support</th></tr>
-    {%- for label, c in m.per_class.items() %}
+    {%- for label, c in classifier.per_class.items() %}
     <tr><td class="l">{{ label }}</td><td>{{ c.precision | fmt }}</td><td>{{ c.recall | fmt }}</td><td>{{ c.support }}</td></tr>
     {%- endfor %}
   </table>
-  {%- set cm = m.confusion_matrix %}
-  {%- set total = cm.rows_true_cols_pred | map("sum") | sum %}
-  <table class="cm" id="confusion-{{ split }}">
+</div>
+<div>
+  <h3>Confusion matrix, out of fold</h3>
+  {%- set cm = classifier.confusion_matrix %}
+  <table class="cm" id="confusion-oof">
     <tr><th class="l">true ↓ / predicted →</th>{% for label in cm.labels %}<th>{{ label }}</th>{% endfor %}</tr>
     {%- for row in cm.rows_true_cols_pred %}
     {%- set i = loop.index0 %}
@@ -437,21 +452,24 @@ TEMPLATE = r"""<!DOCTYPE html>
     {%- endfor %}
   </table>
 </div>
-{%- endfor %}
 </div>
 {{ lineage_block([lineage.classifier_metrics]) }}
 
 <h2 id="splits">Reasoning share per benchmark</h2>
-<p class="note">Share of each benchmark's questions in the reasoning-heavy category (expert labels where they exist, else the classifier at threshold {{ splits.threshold | fmt(2) }}).
-Overall {{ splits.reasoning_share | fmt }} of {{ splits.questions }} questions; classifier alone {{ splits.reasoning_share_classifier_only | fmt }};
-agreement with experts {{ splits.expert_agreement_test | fmt }} (test), {{ splits.expert_agreement_all | fmt }} (all labeled).</p>
+{%- set whole = splits.reasoning_share_classifier_only %}
+<p class="note">Share of each benchmark's questions the classifier puts in the reasoning-heavy category at threshold {{ splits.threshold | fmt(2) }},
+with 95% bootstrap CIs; the category column of the split uses the expert's label where there is one ({{ splits.reasoning_share | fmt }} reasoning overall).
+All {{ splits.questions }} questions: {{ whole.share | fmt }} [{{ whole.ci_low | fmt }}, {{ whole.ci_high | fmt }}]; the study: {{ splits.study_reasoning_share | fmt }}
+over 11 benchmarks{% if splits.benchmarks_not_ingested %}, of which these are not ingested here: {{ splits.benchmarks_not_ingested | join(", ") }}{% endif %}.
+Agreement with experts out of fold {{ splits.expert_agreement_cv | fmt }} (in sample {{ splits.expert_agreement_in_sample | fmt }}).</p>
 <table id="splits-table">
-  <tr><th class="l">benchmark</th><th>reasoning share</th><th class="l"></th></tr>
-  {%- for b, share in splits.reasoning_share_by_benchmark.items() %}
-  <tr data-benchmark="{{ b }}"><td class="l">{{ b }}</td><td>{{ share | fmt }}</td>
-    <td class="l"><div class="bar" style="margin-left: 0; width: 200px"><span class="range" style="left: 0; width: {{ (share * 100) | round(1) }}%; background: var(--accent)"></span></div></td></tr>
+  <tr><th class="l">benchmark</th><th>questions</th><th>reasoning share</th><th>95% CI</th><th class="l"></th></tr>
+  {%- for b, s in splits.reasoning_share_classifier_only_by_benchmark.items() %}
+  <tr data-benchmark="{{ b }}"><td class="l">{{ b }}</td><td>{{ s.n }}</td><td data-metric="share">{{ s.share | fmt }}</td><td>[{{ s.ci_low | fmt }}, {{ s.ci_high | fmt }}]</td>
+    <td class="l"><div class="bar" style="margin-left: 0; width: 200px"><span class="range" style="left: {{ (s.ci_low * 100) | round(1) }}%; width: {{ ((s.ci_high - s.ci_low) * 100) | round(1) }}%"></span><span class="point" style="left: {{ (s.share * 100) | round(1) }}%"></span></div></td></tr>
   {%- endfor %}
-  <tr class="pooled" data-benchmark="all"><td class="l">all</td><td>{{ splits.reasoning_share | fmt }}</td><td></td></tr>
+  <tr class="pooled" data-benchmark="all"><td class="l">all</td><td>{{ whole.n }}</td><td data-metric="share">{{ whole.share | fmt }}</td><td>[{{ whole.ci_low | fmt }}, {{ whole.ci_high | fmt }}]</td><td></td></tr>
+  <tr data-benchmark="study"><td class="l">study (11 benchmarks)</td><td></td><td>{{ splits.study_reasoning_share | fmt }}</td><td></td><td></td></tr>
 </table>
 {{ lineage_block([lineage.splits_metrics]) }}
 

@@ -1,10 +1,14 @@
-"""Schemas of the reasoning/knowledge categories of every question (`data/splits/labels.parquet`) and the classifier's data split."""
+"""Schemas of every question's reasoning/knowledge category (`data/splits/labels.parquet`) and the classifier's CV.
 
+The cross-validation: each labeled question's fold, and every candidate's scores per fold.
+"""
+
+import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
 from schemas.questions import OPTIONS
-from schemas.vocab import LETTERS, AnswerFormat, Category, DataSplit, values
+from schemas.vocab import LETTERS, AnswerFormat, Category, values
 
 
 class LabelsSchema(pa.DataFrameModel):
@@ -27,7 +31,7 @@ class LabelsSchema(pa.DataFrameModel):
     predicted_category: Series[str] = pa.Field(isin=values(Category))
     expert_category: Series[str] = pa.Field(nullable=True, isin=values(Category))
     threshold: Series[float] = pa.Field(ge=0, le=1)
-    classifier_split: Series[str] = pa.Field(nullable=True, isin=values(DataSplit))
+    cv_fold: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1)  # expert-labeled rows: their cross-validation fold
 
     class Config:
         strict = True
@@ -36,13 +40,37 @@ class LabelsSchema(pa.DataFrameModel):
 
 
 class ClassifierSplitSchema(pa.DataFrameModel):
-    """Which expert-labeled questions the classifier trained, validated and was tested on."""
+    """The cross-validation fold of every expert-labeled question and the chosen model's out-of-fold P(reasoning)."""
 
     benchmark: Series[str]
     qid: Series[str]
-    split: Series[str] = pa.Field(isin=values(DataSplit))
+    fold: Series[int] = pa.Field(ge=1)
+    p_reasoning_oof: Series[float] = pa.Field(ge=0, le=1)  # calibrated, from a model that did not see the question
 
     class Config:
         strict = True
         ordered = True
         unique = ["benchmark", "qid"]
+
+
+class ClassifierCvSchema(pa.DataFrameModel):
+    """Every compared candidate's scores on every cross-validation fold (at its threshold, tuned out of fold)."""
+
+    candidate: Series[str]
+    kind: Series[str] = pa.Field(isin=["finetune", "frozen", "tfidf", "features", "length", "ensemble"])
+    members: Series[str]  # the candidates whose probabilities are averaged (itself, for a single candidate)
+    selectable: Series[bool]
+    chosen: Series[bool]
+    fold: Series[int] = pa.Field(ge=1)
+    n: Series[int] = pa.Field(ge=1)
+    accuracy: Series[float] = pa.Field(ge=0, le=1)
+    macro_f1: Series[float] = pa.Field(ge=0, le=1)
+    roc_auc: Series[float] = pa.Field(ge=0, le=1)
+    knowledge_recall: Series[float] = pa.Field(ge=0, le=1)
+    threshold: Series[float] = pa.Field(ge=0, le=1)
+    ece: Series[float] = pa.Field(ge=0, le=1)
+
+    class Config:
+        strict = True
+        ordered = True
+        unique = ["candidate", "fold"]

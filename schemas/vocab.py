@@ -6,7 +6,6 @@ from typing import Literal, get_args
 LETTERS = string.ascii_uppercase  # option letters, in order
 
 Category = Literal["reasoning", "knowledge"]  # the reasoning-vs-knowledge axis of a question
-DataSplit = Literal["train", "val", "test"]  # the classifier's split of the expert-labeled questions
 AnswerFormat = Literal["letter", "yes_no_maybe"]
 Source = Literal["demo", "mirror", "hub"]  # where ingest reads questions
 Backend = Literal["transformers", "vllm", "openai"]

@@ -6,7 +6,18 @@ import pandas as pd
 from registry import catalog, classifier, io
 from registry.errors import run_stage
 from registry.params import load_params
+from registry.stats import bootstrap_ci, seed_of
 from stages import pin_cpu
+
+STUDY_SHARE = 0.328  # Thapa et al. 2025: reasoning-heavy share of the 11 benchmarks' questions
+N_BOOT, SEED = 2000, 0
+
+
+def share(categories: pd.Series) -> dict[str, float]:
+    """Reasoning share with its 95% percentile bootstrap CI."""
+    k, n = int((categories == "reasoning").sum()), len(categories)
+    low, high = bootstrap_ci(k, n, N_BOOT, seed_of(SEED, "share", str(n), str(k)))
+    return {"share": round(k / n, 4), "ci_low": round(low, 4), "ci_high": round(high, 4), "n": n}
 
 
 def main() -> None:
@@ -15,10 +26,10 @@ def main() -> None:
     params = all_params.label
     pin_cpu(all_params.cpu.threads)
     questions = io.load("questions")
-    tokenizer, model, meta = classifier.load(catalog.dataset_path("classifier"), quantize=params.quantize)
-    scored = classifier.categorise(questions, tokenizer, model, meta, params.batch_size)
-    held = io.load("classifier_split").rename(columns={"split": "classifier_split"})
-    scored = scored.merge(held, on=["benchmark", "qid"], how="left")
+    model = classifier.LabelingModel.load(catalog.dataset_path("classifier"), quantize=params.quantize, device=all_params.classifier.device)
+    scored = classifier.categorise(questions, model, params.batch_size)
+    folds = io.load("classifier_split").rename(columns={"fold": "cv_fold"})
+    scored = scored.merge(folds, on=["benchmark", "qid"], how="left")
 
     expert = scored["expert_category"]
     use_expert = expert.notna() & params.prefer_expert
@@ -31,33 +42,34 @@ def main() -> None:
             "predicted_category": scored["category"],
             "expert_category": expert,
             "threshold": scored["threshold"],
-            "classifier_split": scored["classifier_split"],
+            "cv_fold": scored["cv_fold"].astype("Int64"),
         }
     )
-
-    def share(frame: pd.DataFrame) -> float:
-        return round(float((frame["category"] == "reasoning").mean()), 4)
-
-    def agreement(frame: pd.DataFrame) -> float | None:
-        frame = frame[frame["expert_category"].notna()]
-        return round(float((frame["predicted_category"] == frame["expert_category"]).mean()), 4) if len(frame) else None
-
+    labeled = scored[expert.notna()]
+    oof = np.where(labeled["p_reasoning_oof"] >= model.threshold, "reasoning", "knowledge")
+    by_benchmark = {str(b): g for b, g in out.groupby("benchmark", sort=True)}
+    missing = [b for b in catalog.benchmarks() if b not in by_benchmark]
     metrics = {
         "questions": len(out),
-        "reasoning_share": share(out),
-        "reasoning_share_by_benchmark": {str(b): share(g) for b, g in out.groupby("benchmark", sort=True)},
-        "reasoning_share_classifier_only": share(out.assign(category=out["predicted_category"])),
-        "expert_agreement_test": agreement(out[out["classifier_split"] == "test"]),
-        "expert_agreement_all": agreement(out),
-        "threshold": meta["threshold"],
+        "reasoning_share": share(out["category"])["share"],
+        "reasoning_share_by_benchmark": {b: share(g["category"])["share"] for b, g in by_benchmark.items()},
+        "reasoning_share_classifier_only": share(out["predicted_category"]),
+        "reasoning_share_classifier_only_by_benchmark": {b: share(g["predicted_category"]) for b, g in by_benchmark.items()},
+        "study_reasoning_share": STUDY_SHARE,
+        "benchmarks_not_ingested": missing,
+        "expert_agreement_cv": round(float((oof == labeled["expert_category"]).mean()), 4) if len(labeled) else None,
+        "expert_agreement_in_sample": round(float((labeled["category"] == labeled["expert_category"]).mean()), 4) if len(labeled) else None,
+        "threshold": model.threshold,
     }
     io.save("splits", out)
     io.save("splits_metrics", metrics)
-    for b, s in metrics["reasoning_share_by_benchmark"].items():
-        print(f"  {b:<26} {s:6.1%} reasoning")
+    for b, s in metrics["reasoning_share_classifier_only_by_benchmark"].items():
+        print(f"  {b:<26} {s['share']:6.1%} reasoning [{s['ci_low']:.1%}, {s['ci_high']:.1%}] of {s['n']} (classifier)")
+    whole = metrics["reasoning_share_classifier_only"]
     print(
-        f"categorised {len(out)} questions: {metrics['reasoning_share']:.1%} reasoning (study: 32.8%); "
-        f"agreement with experts on the held-out test split: {metrics['expert_agreement_test']}"
+        f"categorised {len(out)} questions: classifier {whole['share']:.1%} reasoning [{whole['ci_low']:.1%}, {whole['ci_high']:.1%}] "
+        f"(study: {STUDY_SHARE:.1%} over 11 benchmarks; not ingested here: {', '.join(missing) or 'none'}); "
+        f"agreement with experts out of fold: {metrics['expert_agreement_cv']}"
     )
 
 

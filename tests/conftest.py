@@ -77,7 +77,15 @@ def smollm_tokenizer():
 MODEL = "smollm2-135m-instruct"
 SFT, GRPO = "smollm2-135m-sft", "smollm2-135m-grpo"
 LIMIT = 4  # questions per demo benchmark (3 benchmarks): half the demo default, to keep the suite short
-FAST_CLASSIFIER = {"max_length": 64, "epochs": 2, "batch_size": 8}
+
+
+def fast_classifier(section: dict) -> dict:
+    """params.yaml's classifier section with cheap candidates: no frozen encoders, a short fine-tune."""
+    section["compare"] = ["length", "features", "tfidf", "minilm-finetune"]
+    section["candidates"]["minilm-finetune"].update(max_length=64, epochs=2, batch_size=8)
+    return section
+
+
 FAST_SFT = {"max_steps": 12, "save_steps": 6}
 FAST_GRPO = {"max_steps": 2, "prompts_per_step": 2, "num_generations": 2, "max_completion_length": 48}
 PLANTED = "planted-medqa"  # a demo MedQA question copied into the RL prompts: must be found and not trained on
@@ -93,7 +101,7 @@ def demo(tmp_path_factory):
     base, SFT and GRPO (clean and adversarial), tables, database. Small params; one contaminated RL prompt planted."""
     project = copy_project(tmp_path_factory.mktemp("eval") / "proj")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["classifier"].update(FAST_CLASSIFIER)
+    fast_classifier(params["classifier"])
     params["evaluate"]["questions"]["limit"] = LIMIT
     params["sft"].update(FAST_SFT)
     params["grpo"].update(FAST_GRPO)

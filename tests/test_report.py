@@ -192,18 +192,26 @@ def check_rendered_report(project: Path, tmp: Path) -> None:
         assert expected in row, row
 
     classifier = load("classifier_metrics", project)
-    matrix = dom.find("table", id="confusion-test")
+    matrix = dom.find("table", id="confusion-oof")
     labels = classifier["confusion_matrix"]["labels"]
     for i, row in enumerate(classifier["confusion_matrix"]["rows_true_cols_pred"]):
         for j, value in enumerate(row):
             assert matrix.find("td", data_true=labels[i], data_pred=labels[j]).text() == str(value)
-    metrics = dom.find("table", id="classifier-test-metrics")
+    metrics = dom.find("table", id="classifier-oof-metrics")
     for key in ("accuracy", "macro_f1", "roc_auc"):
         assert metrics.find("td", data_metric=key).text() == f"{classifier[key]:.3f}"
+    cv = load("classifier_cv", project)
+    table = dom.find("table", id="classifier-cv")
+    for name, rows in cv.groupby("candidate"):  # mean ± sd over the folds of the DuckDB table's source
+        cell = table.find("tr", data_candidate=name).find("td", data_metric="macro_f1").text()
+        assert cell == f"{rows.macro_f1.mean():.3f} ± {rows.macro_f1.std():.3f}"
     splits = load("splits_metrics", project)
+    labels_table = load("splits", project)
     shares = dom.find("table", id="splits-table")
-    for benchmark, share in splits["reasoning_share_by_benchmark"].items():
-        assert f"{share:.3f}" in shares.find("tr", data_benchmark=benchmark).text()
+    for benchmark, rows in labels_table.groupby("benchmark"):
+        share = (rows.predicted_category == "reasoning").mean()
+        assert shares.find("tr", data_benchmark=benchmark).find("td", data_metric="share").text() == f"{round(share, 4):.3f}"
+    assert f"{splits['study_reasoning_share']:.3f}" in shares.find("tr", data_benchmark="study").text()
 
     # lineage: the stage and md5 dvc.lock records; the git revision in the header
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["summarise"]
