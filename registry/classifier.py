@@ -53,10 +53,10 @@ def resolve_base_model(name: str) -> str:
 
 def question_text(question: str, options: Any = None, mode: str = "question") -> str:
     """The classifier's input: the question, or the question followed by its lettered options."""
-    if mode == "question" or options is None or len(options) == 0:
-        return question
     if isinstance(options, str):
         options = json.loads(options)
+    if mode == "question" or not isinstance(options, dict | list | tuple | np.ndarray) or len(options) == 0:
+        return question
     if isinstance(options, dict):
         items = options.items()
     elif len(options) and isinstance(options[0], dict):  # [{letter, text}] as stored in parquet

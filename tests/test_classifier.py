@@ -43,6 +43,8 @@ def test_question_text_modes():
     assert classifier.question_text("Q?", {"A": "x", "B": "y"}, "question_options") == "Q?\nA. x\nB. y"
     assert classifier.question_text("Q?", '{"A": "x"}', "question_options") == "Q?\nA. x"
     assert classifier.question_text("Q?", [{"letter": "A", "text": "x"}], "question_options") == "Q?\nA. x"
+    for none in (None, "null", "{}", float("nan"), []):  # no options: the question alone
+        assert classifier.question_text("Q?", none, "question_options") == "Q?"
 
 
 def test_folds_are_seeded_and_stratified():
