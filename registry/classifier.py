@@ -163,7 +163,7 @@ class FineTuned(ClassifierMixin, BaseEstimator):
         self.batch_size, self.weight_decay, self.warmup, self.class_weights = batch_size, weight_decay, warmup, class_weights
         self.seed, self.device = seed, device
 
-    def fit(self, texts: Sequence[str], y: np.ndarray, on_epoch: Callable[[int, float], None] | None = None) -> FineTuned:
+    def fit(self, texts: Sequence[str], y: np.ndarray) -> FineTuned:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging
 
@@ -189,7 +189,6 @@ class FineTuned(ClassifierMixin, BaseEstimator):
         for epoch in range(1, self.epochs + 1):
             self.model_.train()
             order = torch.randperm(len(texts), generator=generator).numpy()
-            total = 0.0
             bar = tqdm(
                 _batches(self.tokenizer_, texts, order, self.batch_size, self.max_length),
                 total=per_epoch,
@@ -203,10 +202,7 @@ class FineTuned(ClassifierMixin, BaseEstimator):
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-                total += loss.item() * len(idx)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            if on_epoch:
-                on_epoch(epoch, total / len(texts))
         self.model_.eval()
         return self
 
