@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
+import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from registry.backends import Chat, Generation
+from registry.backends import Chat
 from registry.catalog import Chat as ChatSettings
+from registry.catalog import Fields
 from registry.evaluate import score
 from registry.generation import Generator
-from registry.ingest import Record
+from registry.ingest import Record, parse_options
 from registry.prompts import LETTER_TO_WORD, build_chat, extract_answer, prompt_hash, user_prompt
 from registry.stats import seed_of
 
@@ -58,7 +63,7 @@ def generate_traces(
     for attempt in range(max_attempts):
         if not pending:
             break
-        gen = generator.gen if attempt == 0 else Generation(generator.gen.max_new_tokens, retry_temperature, generator.gen.top_p, seed + attempt)
+        gen = generator.gen if attempt == 0 else dataclasses.replace(generator.gen, temperature=retry_temperature, seed=seed + attempt)
         chats = [trace_request(r, t) for r, _, t in pending]
         done = generator.complete(chats, f"traces by {name} (attempt {attempt + 1})", gen)
         retry = []
@@ -80,26 +85,74 @@ def generate_traces(
     return pd.DataFrame(accepted, columns=TRACE_COLUMNS), dropped
 
 
-def study_traces(records: Iterator[Record], benchmark: str, id_field: str | None, questions: dict[str, dict]) -> list[dict]:
-    """Traces shipped with the study collection (`adversarial_trace_0..2`); the target is the option each trace concludes with."""
-    out = []
+def question_key(text: str) -> str:
+    """A stable key of a question's text, the same in every copy: NFC, casefolded, punctuation runs as one space, hashed.
+
+    The study collection's ids are its own and mirror ids are line numbers: neither matches across copies.
+    """
+    norm = re.sub(r"[\W_]+", " ", unicodedata.normalize("NFC", text).casefold()).strip()
+    return hashlib.sha256(norm.encode()).hexdigest()[:16]
+
+
+def _option_texts(options: dict[str, str]) -> frozenset[str]:
+    return frozenset(question_key(v) for v in options.values())
+
+
+@dataclass
+class StudyMatch:
+    """How one benchmark's selected questions met the study collection: matched, unmatched, ambiguous; traces kept or not."""
+
+    questions: int
+    matched: int = 0
+    ambiguous: int = 0
+    traces: int = 0
+    unusable: int = 0  # empty, or concluding with no option, or with the right one
+
+    @property
+    def unmatched(self) -> int:
+        return self.questions - self.matched
+
+
+def study_traces(records: Iterator[Record], benchmark: str, fields: Fields, questions: list[dict[str, Any]]) -> tuple[list[dict], StudyMatch]:
+    """Traces shipped with the study collection (`adversarial_trace_0..2`) for our selected `questions` of one benchmark.
+
+    A collection row is matched to our question by `question_key` of its text (options decide between equal texts); the
+    target is the option each trace concludes with, read in the collection's own lettering and mapped to ours by the
+    option's text (the collection's MedQA has 4 options where the MedReason mirror has 5).
+    """
+    ours: dict[str, list[dict[str, Any]]] = {}
+    for q in questions:
+        ours.setdefault(question_key(q["question"]), []).append(q)
+    match, out, seen = StudyMatch(questions=len(questions)), [], set()
     for rec in records:
-        if rec.value is None:
+        if rec.value is None or not isinstance(rec.value.get(fields.question), str):
             continue
-        qid = str(rec.value[id_field]).strip() if id_field else rec.key
-        q = questions.get(qid)
-        if q is None:
+        study_options = parse_options(rec.value[fields.options]) if fields.options and rec.value.get(fields.options) else None
+        candidates = ours.get(question_key(rec.value[fields.question]), [])
+        if len(candidates) > 1 and study_options:
+            candidates = [q for q in candidates if _option_texts(q["options"]) == _option_texts(study_options)]
+        if len(candidates) != 1:
+            match.ambiguous += len(candidates) > 1
             continue
+        q = candidates[0]
+        if q["qid"] in seen:
+            continue
+        seen.add(q["qid"])
+        match.matched += 1
+        letters = study_options or q["options"]
+        ours_by_text = {question_key(v): k for k, v in q["options"].items()}
         for i in range(3):
             text = rec.value.get(f"adversarial_trace_{i}")
-            if not isinstance(text, str) or not text.strip():
+            said = extract_answer(text, letters, q["answer_format"]).answer if isinstance(text, str) and text.strip() else None
+            target = ours_by_text.get(question_key(letters[said])) if said in letters else None
+            if target is None or target == q["answer"]:
+                match.unusable += 1
                 continue
-            target = extract_answer(text, q["options"], q["answer_format"]).answer
-            if target is not None and target != q["answer"]:
-                h = hashlib.sha256(text.encode()).hexdigest()[:16]
-                out.append({"benchmark": benchmark, "qid": qid, "trace_index": i, "target": target, "trace": text.strip(),
-                            "generator": "study", "prompt_hash": h, "attempts": 1})  # fmt: skip
-    return out
+            h = hashlib.sha256(text.encode()).hexdigest()[:16]
+            out.append({"benchmark": benchmark, "qid": q["qid"], "trace_index": i, "target": target, "trace": text.strip(),
+                        "generator": "study", "prompt_hash": h, "attempts": 1})  # fmt: skip
+    match.traces = len(out)
+    return out, match
 
 
 def adversarial_chat(row: dict[str, Any], trace: str, chat: ChatSettings, protocol: str, cue: str = RECONSIDER_CUE) -> Chat:

@@ -133,6 +133,8 @@ class Fields(Strict):
     answer: str | None = None  # an option letter
     answer_text: str | None = None  # an option's text (yes/no/maybe)
     expert_category: str | None = None  # mapped through the benchmark's expert_categories
+    study_category: str | None = None  # the study collection's is_reasoning (true: reasoning, false: knowledge)
+    study_p_reasoning: str | None = None  # the study collection's reasoning_prob
     reasoning: str | None = None  # training data: the chain of thought
     response: str | None = None  # training data: the final answer as text
     meta: list[str] = []  # kept as JSON
@@ -274,6 +276,9 @@ class Endpoint(Strict):
     model: str
     api_key_env: str | None = None
     token_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    sampling_extras: bool = False  # the server takes top_k, min_p, repetition_penalty (vLLM, SGLang); hosted APIs do not
+    tokenizer: str | None = None  # the served model's tokenizer (local path or Hub id): renders a thinking model's prefill
+    tokenizer_revision: str | None = None  # a Hub tokenizer's pinned revision
 
 
 class GGUF(Strict):
@@ -319,11 +324,13 @@ class Chat(Strict):
 
 
 class Sampling(Strict):
-    """Generation defaults; evaluate.generation in params.yaml overrides them."""
+    """Generation defaults, all explicit (every backend gets exactly these); evaluate.generation in params.yaml overrides them."""
 
     max_new_tokens: int = Field(gt=0)
-    temperature: float = Field(0.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float = Field(ge=0)  # 0: greedy
+    top_p: float = Field(gt=0, le=1)
+    top_k: int = Field(ge=0)  # 0: off
+    repetition_penalty: float = Field(gt=0)  # 1.0: off
 
 
 class Model(Strict):

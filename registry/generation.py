@@ -30,11 +30,18 @@ def pinned_weights(path: Path) -> str:
 def generation_settings(model: Model, overrides: GenerationOverrides | None) -> Generation:
     """The model's catalog generation defaults with the non-null params overrides applied."""
     base = model.generation
-    o = overrides or GenerationOverrides(max_new_tokens=None, temperature=None, top_p=None, seed=0)
+    o = overrides or GenerationOverrides(max_new_tokens=None, temperature=None, top_p=None, top_k=None, repetition_penalty=None, seed=0)
+
+    def pick(name: str) -> Any:
+        value = getattr(o, name)
+        return getattr(base, name) if value is None else value
+
     return Generation(
-        max_new_tokens=o.max_new_tokens or base.max_new_tokens,
-        temperature=base.temperature if o.temperature is None else o.temperature,
-        top_p=o.top_p or base.top_p,
+        max_new_tokens=pick("max_new_tokens"),
+        temperature=pick("temperature"),
+        top_p=pick("top_p"),
+        top_k=pick("top_k"),
+        repetition_penalty=pick("repetition_penalty"),
         seed=o.seed,
     )
 
@@ -95,7 +102,7 @@ class Generator:
     def backend(self) -> Backend:
         """The backend, loaded on the first call only (one engine per process, however many attempts or batches)."""
         if self._backend is None:
-            self._backend = make_backend(self.model, self.runtime, self.root)
+            self._backend = make_backend(self.model, self.runtime, self.root, self.gen.seed)
         return self._backend
 
     def key(self, chat: Chat, gen: Generation) -> str:
@@ -116,7 +123,7 @@ class Generator:
         print(f"{desc}: {len(missing)} prompt(s) to generate, {len(first) - len(missing)} cached")
         if missing:
             backend = self.backend()
-            flush = self.runtime.batch_size
+            flush = self.runtime.flush_every if backend.schedules_itself else self.runtime.batch_size
             with tqdm(total=len(missing), desc=desc, unit="prompt") as bar:
                 for start in range(0, len(missing), flush):
                     chunk = missing[start : start + flush]

@@ -21,6 +21,7 @@ from schemas.questions import QuestionsSchema
 from schemas.vocab import LETTERS
 
 YES_NO_MAYBE = {"A": "yes", "B": "no", "C": "maybe"}
+STUDY_CATEGORY = {"true": "reasoning", "1": "reasoning", "false": "knowledge", "0": "knowledge"}  # the study's is_reasoning
 GROUP_OVER = 3  # more rows than this with the same problem in one file are reported as one line with the count
 
 # which field a dataframe-wide pandera check is about (column checks name their column)
@@ -273,6 +274,20 @@ def normalise(rec: dict[str, Any], entry: Source, fields: Fields) -> tuple[dict[
             if row["expert_category"] is None:
                 errors.append((fields.expert_category, f"'{raw_label}' is not one of {list(entry.expert_categories)}"))
 
+    if fields.study_category:
+        flag = take(fields.study_category, required=False)
+        if flag is not None:
+            row["study_category"] = STUDY_CATEGORY.get(str(flag).strip().casefold())
+            if row["study_category"] is None:
+                errors.append((fields.study_category, f"'{flag}' is not a boolean (true/false)"))
+    if fields.study_p_reasoning:
+        prob = take(fields.study_p_reasoning, required=False)
+        if prob is not None:
+            try:
+                row["study_p_reasoning"] = float(prob)
+            except (TypeError, ValueError):
+                errors.append((fields.study_p_reasoning, f"'{prob}' is not a number"))
+
     for column in ("reasoning", "response"):  # training data
         upstream = getattr(fields, column)
         if upstream:
@@ -413,7 +428,10 @@ def load_rows(
         files[name], counted[display] = display, n
     df = pd.DataFrame(rows, columns=[*columns, "_raw"])
     if df.empty:  # every row was rejected: give the empty table the schema's types
-        df = df.astype({c: "int64" if c == "n_options" else "object" if c == "options" else "str" for c in df.columns})
+        kinds = {"n_options": "int64", "options": "object", "study_p_reasoning": "float64"}
+        df = df.astype({c: kinds.get(c, "str") for c in df.columns})
+    elif "study_category" in df:  # the study's labels: null for every source but the study collection
+        df = df.astype({"study_category": "str", "study_p_reasoning": "float64"})
     return df, problems, skipped, files, counted, vanished
 
 

@@ -163,14 +163,26 @@ class GenerationOverrides(Strict):
     max_new_tokens: int | None = Field(gt=0)
     temperature: float | None = Field(ge=0)
     top_p: float | None = Field(gt=0, le=1)
+    top_k: int | None = Field(ge=0)  # 0: off
+    repetition_penalty: float | None = Field(gt=0)  # 1.0: off
     seed: int
+
+
+# vllm.LLM arguments the pipeline sets itself, and where: evaluate.runtime.vllm must not repeat them
+VLLM_SET_ELSEWHERE = {
+    "model": "the model catalog",
+    "revision": "the model catalog",
+    "tensor_parallel_size": "evaluate.runtime.tensor_parallel_size",
+    "seed": "evaluate.generation.seed",
+}
 
 
 class Runtime(Strict):
     """How generation runs: backend override, batching, parallelism, endpoint limits."""
 
     backend: Backend | None  # null = each model's catalog default
-    batch_size: int = Field(gt=0)  # prompts per generate call and per cache flush
+    batch_size: int = Field(gt=0)  # transformers: prompts per generate call; transformers and openai: per cache flush
+    flush_every: int = Field(gt=0)  # vllm: prompts per LLM.chat call and cache flush (vLLM schedules them itself)
     tensor_parallel_size: int = Field(gt=0)
     concurrency: int = Field(gt=0)
     max_retries: int = Field(ge=0)
@@ -181,9 +193,9 @@ class Runtime(Strict):
     @field_validator("vllm")
     @classmethod
     def _not_twice(cls, v: dict[str, Any]) -> dict[str, Any]:
-        twice = sorted(set(v) & {"model", "revision", "tensor_parallel_size"})
-        if twice:
-            raise ValueError(f"{twice} are set elsewhere (the model catalog, evaluate.runtime.tensor_parallel_size), not in vllm")
+        for key in sorted(v):
+            if key in VLLM_SET_ELSEWHERE:
+                raise ValueError(f"{key} is set in {VLLM_SET_ELSEWHERE[key]}, not in evaluate.runtime.vllm")
         return v
 
 

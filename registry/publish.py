@@ -200,7 +200,8 @@ Every question of the ingested biomedical QA benchmarks, each labelled reasoning
 
 Columns: `benchmark`, `qid`, `question`, `context` (PubMedQA abstracts; else null), `options` (list of
 `{{letter, text}}`), `answer` (the gold letter), `answer_format`, `category` (reasoning | knowledge), `p_reasoning` (the
-classifier's probability), `category_source` (expert | classifier), `predicted_category`, `expert_category`, `threshold`,
+classifier's probability), `category_source` (expert | classifier), `predicted_category`, `expert_category`,
+`study_category` and `study_p_reasoning` (the study collection's own label and probability, where ingested from it), `threshold`,
 `cv_fold` (the cross-validation fold of an expert-labelled question; the classifier was refit on all of them).
 
 ```python

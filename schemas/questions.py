@@ -32,6 +32,8 @@ class QuestionsSchema(pa.DataFrameModel):
     answer: Series[str] = pa.Field(isin=list(LETTERS))
     answer_format: Series[str] = pa.Field(isin=values(AnswerFormat))
     expert_category: Series[str] = pa.Field(nullable=True, isin=values(Category))
+    study_category: Series[str] = pa.Field(nullable=True, isin=values(Category))  # the study collection's is_reasoning
+    study_p_reasoning: Series[float] = pa.Field(nullable=True, ge=0, le=1)  # the study collection's reasoning_prob
     meta: Series[str] = pa.Field(nullable=True)
     source: Series[str] = pa.Field(isin=values(Source))
     source_file: Series[str]

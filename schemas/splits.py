@@ -30,6 +30,8 @@ class LabelsSchema(pa.DataFrameModel):
     category_source: Series[str] = pa.Field(isin=["classifier", "expert"])
     predicted_category: Series[str] = pa.Field(isin=values(Category))
     expert_category: Series[str] = pa.Field(nullable=True, isin=values(Category))
+    study_category: Series[str] = pa.Field(nullable=True, isin=values(Category))  # the study's own label (is_reasoning), where ingested
+    study_p_reasoning: Series[float] = pa.Field(nullable=True, ge=0, le=1)  # the study's reasoning_prob
     threshold: Series[float] = pa.Field(ge=0, le=1)
     cv_fold: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1)  # expert-labeled rows: their cross-validation fold
 

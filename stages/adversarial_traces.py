@@ -12,18 +12,30 @@ from registry.params import load_params
 from stages import pin_cpu
 
 
-def from_study(rows: pd.DataFrame, allow_unpinned: bool) -> tuple[pd.DataFrame, int]:
-    """Traces shipped with zou-lab/BioMed-R1-Eval for the selected questions; returns (traces, traces without a wrong target)."""
-    out, unusable = [], 0
+def from_study(rows: pd.DataFrame, allow_unpinned: bool) -> tuple[pd.DataFrame, int, dict[str, dict[str, int]]]:
+    """Traces shipped with zou-lab/BioMed-R1-Eval for the selected questions, matched by question text.
+
+    Returns (traces, unusable traces, per benchmark: questions, matched, unmatched, ambiguous, traces, unusable).
+    """
+    out, report = [], {}
     for bench, g in rows.groupby("benchmark"):
         entry = catalog.benchmarks()[str(bench)]
         spec = entry.hub["study"]
         if spec.revision is None and not allow_unpinned:
             raise MedregError(f"benchmark '{bench}': the study collection's revision is not pinned (evaluate.runtime.allow_unpinned)")
-        found = study_traces(read_hub(spec), str(bench), (spec.fields or entry.fields).id, {r["qid"]: r for r in g.to_dict("records")})
-        unusable += 3 * len(g) - len(found)
+        found, match = study_traces(read_hub(spec), str(bench), spec.fields or entry.fields, g.to_dict("records"))
         out += found
-    return pd.DataFrame(out, columns=TRACE_COLUMNS), unusable
+        report[str(bench)] = {"questions": match.questions, "matched": match.matched, "unmatched": match.unmatched,
+                              "ambiguous": match.ambiguous, "traces": match.traces, "unusable": match.unusable}  # fmt: skip
+        print(f"  {bench:<26} {match.matched} of {match.questions} questions in the study collection ({match.unmatched} unmatched); "
+              f"{match.traces} traces, {match.unusable} unusable")  # fmt: skip
+    if rows.empty or not any(r["matched"] for r in report.values()):
+        counts = ", ".join(f"{b}: {r['questions']}" for b, r in report.items()) or "no questions selected"
+        raise MedregError(
+            f"adversarial.traces.source: study: none of the selected questions ({counts}) is in the study collection; "
+            "use adversarial.traces.source: model"
+        )
+    return pd.DataFrame(out, columns=TRACE_COLUMNS), sum(r["unusable"] for r in report.values()), report
 
 
 def main() -> None:
@@ -31,8 +43,9 @@ def main() -> None:
     params = load_params()
     ev, adv = params.evaluate, params.adversarial.traces
     rows = select_questions(io.load("questions"), io.load("splits"), ev.questions.benchmarks, ev.questions.limit, ev.questions.seed)
+    study: dict[str, dict[str, int]] = {}
     if adv.source == "study":
-        traces, dropped = from_study(rows, ev.runtime.allow_unpinned)
+        traces, dropped, study = from_study(rows, ev.runtime.allow_unpinned)
     else:
         pin_cpu(params.cpu.threads)
         model = catalog.model(adv.generator)
@@ -53,6 +66,9 @@ def main() -> None:
         "mean_attempts": round(float(traces["attempts"].mean()), 3) if len(traces) else None,
         "traces_by_benchmark": {str(k): int(v) for k, v in traces.groupby("benchmark").size().items()},
     }
+    if study:
+        metrics["study_match"] = study
+        metrics["unmatched_questions"] = sum(r["unmatched"] for r in study.values())
     io.save("adversarial_traces_metrics", metrics)
     print(f"{len(traces)} traces for {metrics['questions_with_trace']} of {len(rows)} questions; {dropped} dropped (off target)")
 

@@ -20,6 +20,16 @@ def share(categories: pd.Series) -> dict[str, float]:
     return {"share": round(k / n, 4), "ci_low": round(low, 4), "ci_high": round(high, 4), "n": n}
 
 
+def study_agreement(out: pd.DataFrame) -> dict | None:
+    """How often our classifier's category equals the study collection's own label (is_reasoning), where one was ingested."""
+    studied = out[out["study_category"].notna()]
+    if studied.empty:
+        return None
+    agree = studied["predicted_category"] == studied["study_category"]
+    by = {str(b): {"agreement": round(float(a.mean()), 4), "n": len(a)} for b, a in agree.groupby(studied["benchmark"], sort=True)}
+    return {"agreement": round(float(agree.mean()), 4), "n": len(studied), "by_benchmark": by}
+
+
 def main() -> None:
     """Categorise every question; the expert's category wins where the source has one (label.prefer_expert)."""
     all_params = load_params()
@@ -41,6 +51,8 @@ def main() -> None:
             "category_source": np.where(use_expert, "expert", "classifier"),
             "predicted_category": scored["category"],
             "expert_category": expert,
+            "study_category": scored["study_category"],
+            "study_p_reasoning": scored["study_p_reasoning"],
             "threshold": scored["threshold"],
             "cv_fold": scored["cv_fold"].astype("Int64"),
         }
@@ -59,6 +71,7 @@ def main() -> None:
         "benchmarks_not_ingested": missing,
         "expert_agreement_cv": round(float((oof == labeled["expert_category"]).mean()), 4) if len(labeled) else None,
         "expert_agreement_in_sample": round(float((labeled["category"] == labeled["expert_category"]).mean()), 4) if len(labeled) else None,
+        "study_agreement": study_agreement(out),
         "threshold": model.threshold,
     }
     io.save("splits", out)

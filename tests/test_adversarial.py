@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from registry import generation
+from registry import catalog, generation
 from registry.adversarial import (
     RECONSIDER_CUE,
     RECONSIDER_TURN,
@@ -31,12 +31,14 @@ ROW = {
     "category": "knowledge",
 }
 CHAT = Chat()
-RUNTIME = Runtime(backend=None, batch_size=8, tensor_parallel_size=1, concurrency=1, max_retries=0, timeout_s=1, allow_unpinned=False, vllm={})
+RUNTIME = Runtime(
+    backend=None, batch_size=8, flush_every=64, tensor_parallel_size=1, concurrency=1, max_retries=0, timeout_s=1, allow_unpinned=False, vllm={}
+)
 
 
 def model(name: str) -> Model:
     return Model(name=name, title="t", source={"local": {"path": "x"}}, family="general", size="0", backend="transformers",
-                 generation={"max_new_tokens": 16})  # fmt: skip
+                 generation={"max_new_tokens": 16, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0})  # fmt: skip
 
 
 def generator(name: str, backend: Backend, cache: CompletionCache, monkeypatch, gen: Generation | None = None) -> Generator:
@@ -120,11 +122,16 @@ def test_traces_not_concluding_with_their_target_are_regenerated_then_dropped(tm
 
 
 def test_study_traces_take_the_target_each_trace_concludes_with():
-    value = {"id": "7", "adversarial_trace_0": TRACE, "adversarial_trace_1": "So the answer is (B).", "adversarial_trace_2": "\\boxed{D}"}
+    value = {"id": "medqa-7", "question": "Which drug  reverses HEPARIN?", "options": '{"A": "Vitamin K", "B": "Protamine sulfate"}',
+             "adversarial_trace_0": TRACE, "adversarial_trace_1": "So the answer is (B).", "adversarial_trace_2": "\\boxed{D}"}  # fmt: skip
     records = [Record("0", value, None, "")]
-    got = study_traces(iter(records), "medqa", "id", {"7": ROW})
-    assert [(t["trace_index"], t["target"]) for t in got] == [(0, "A"), (2, "D")]  # trace 1 argues for the right answer
-    assert study_traces(iter(records), "medqa", "id", {}) == []
+    fields = catalog.benchmarks()["medqa"].hub["study"].fields
+    got, match = study_traces(iter(records), "medqa", fields, [ROW])
+    # trace 0 argues for A; trace 1 for the right answer; trace 2 for D, which this copy of the question does not have
+    assert [(t["qid"], t["trace_index"], t["target"]) for t in got] == [("7", 0, "A")]
+    assert (match.questions, match.matched, match.unmatched, match.traces, match.unusable) == (1, 1, 0, 1, 2)
+    got, match = study_traces(iter(records), "medqa", fields, [{**ROW, "question": "Which drug reverses warfarin?"}])
+    assert got == [] and (match.matched, match.unmatched) == (0, 1)
 
 
 class Reconsider(Backend):

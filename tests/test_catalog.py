@@ -20,13 +20,29 @@ STUDY_BENCHMARKS = {
 }
 
 
+# zou-lab/BioMed-R1-Eval's configs, as its dataset card lists them
+STUDY_CONFIGS = {
+    "hle_biomed": "hle_biomed",
+    "medbullets_op4": "medbullets_op4",
+    "medbullets_op5": "medbullets_op5",
+    "medmcqa": "medmcqa",
+    "medqa": "medqa",
+    "medxpertqa": "MedXpertQA",
+    "mmlu_pro_health_biology": "mmlu_health_biology",
+    "pubmedqa": "pubmedqa",
+    "gpqa_medical": "GPQA_Medical_test",
+    "lancet": "Lancet",
+    "nejm": "NEJM",
+}
+
+
 def test_catalog_declares_the_eleven_study_benchmarks_with_pinned_study_source():
     entries = catalog.benchmarks()
     assert set(entries) == STUDY_BENCHMARKS
     for name, e in entries.items():
         study = e.hub["study"]
         assert study.path == "zou-lab/BioMed-R1-Eval" and study.split == "test"
-        assert study.config == name
+        assert study.config == STUDY_CONFIGS[name]  # the collection's own, case-sensitive config names
         assert len(study.revision) == 40, f"{name}: study revision must be a pinned commit"
         assert e.license and e.title
 

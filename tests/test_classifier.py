@@ -118,7 +118,10 @@ def test_an_ensemble_gives_probabilities_and_survives_save_and_load(tmp_path):
     model.save(tmp_path / "m", "card")
     loaded = classifier.LabelingModel.load(tmp_path / "m")
     assert list(loaded.members) == ["length", "tfidf", "features"] and np.allclose(loaded.predict_proba(frame), p)
-    assert classifier.categorise(frame, loaded)["category"].tolist()[:3] == ["knowledge", "knowledge", "reasoning"]
+    labeled = classifier.categorise(frame, loaded)
+    assert labeled["category"].tolist()[:3] == ["knowledge", "knowledge", "reasoning"]
+    assert (labeled.threshold == 0.5).all() and np.allclose(labeled.p_reasoning, p)  # the threshold the model was built with
+    assert labeled["category"].tolist() == ["reasoning" if q >= 0.5 else "knowledge" for q in labeled.p_reasoning]
 
 
 def test_train_stage_cross_validates_every_candidate_and_refits_on_every_label(trained):
@@ -140,11 +143,15 @@ def test_train_stage_cross_validates_every_candidate_and_refits_on_every_label(t
     assert cv[cv.candidate == "ensemble"].members.iloc[0] == ",".join(best_two)
     split = load("classifier_split", trained)
     assert len(split) == len(labeled) and split.p_reasoning_oof.between(0, 1).all()
-    y = (labeled.expert_category == "reasoning").astype(int).to_numpy()
-    pooled = classifier.evaluate(y, split.p_reasoning_oof.to_numpy(), metrics["threshold"])
-    assert metrics["accuracy"] == pytest.approx(pooled["accuracy"]) and sum(map(sum, metrics["confusion_matrix"]["rows_true_cols_pred"])) == len(
-        labeled
-    )
+    # pooled out-of-fold metrics, by hand: each labeled row's P(reasoning) against the threshold, against its expert label
+    oof = split.merge(labeled[["benchmark", "qid", "expert_category"]], on=["benchmark", "qid"], validate="one_to_one")
+    truth, pred = oof.expert_category == "reasoning", oof.p_reasoning_oof >= meta["threshold"]
+    assert len(oof) == len(labeled) and metrics["threshold"] == meta["threshold"]
+    assert metrics["accuracy"] == pytest.approx((truth == pred).mean())
+    assert metrics["confusion_matrix"] == {
+        "labels": ["knowledge", "reasoning"],
+        "rows_true_cols_pred": [[int((~truth & ~pred).sum()), int((~truth & pred).sum())], [int((truth & ~pred).sum()), int((truth & pred).sum())]],
+    }
     card = (trained / "models/classifier/README.md").read_text()
     assert "minilm-finetune (chosen)" in card and f"refit on all {len(labeled)} labeled" in card.replace("\n", " ")
     live = json.loads((trained / "dvclive/train_classifier/metrics.json").read_text())
@@ -218,7 +225,9 @@ def test_label_stage_labels_every_question(trained):
     expert = labels[labels.expert_category.notna()]
     assert (expert.category_source == "expert").all() and (expert.category == expert.expert_category).all()
     assert (labels[labels.expert_category.isna()].category_source == "classifier").all()
-    assert ((labels.p_reasoning >= labels.threshold) == (labels.predicted_category == "reasoning")).all()
+    threshold = json.loads((trained / "models/classifier/medreg.json").read_text())["threshold"]  # the saved model's
+    assert (labels.threshold == threshold).all()
+    assert ((labels.p_reasoning >= threshold) == (labels.predicted_category == "reasoning")).all()
     assert expert.cv_fold.notna().all() and labels[labels.expert_category.isna()].cv_fold.isna().all()
     metrics = json.loads((trained / "data/metrics/splits.json").read_text())
     assert metrics["reasoning_share"] == pytest.approx((labels.category == "reasoning").mean(), abs=1e-4)
@@ -257,8 +266,14 @@ def test_classify_any_table_keeps_columns(trained, tmp_path, suffix, monkeypatch
     out = CliRunner().invoke(main, ["classify", str(src), str(tmp_path / "out.jsonl"), "--no-quantize"])
     assert out.exit_code == 0, out.output
     got = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
-    assert list(got.id) == ["a", "b", "c"] and got.category.isin(["reasoning", "knowledge"]).all()
+    assert list(got.id) == ["a", "b", "c"] and list(got.question) == list(df.question)
     assert got.p_reasoning.between(0, 1).all()
+    threshold = json.loads((trained / "models/classifier/medreg.json").read_text())["threshold"]  # what the saved model labels at
+    assert 0 < threshold < 1 and (got.threshold == threshold).all()
+    for row in got.itertuples():  # each row: reasoning exactly when its P(reasoning) reaches the saved threshold
+        assert row.category == ("reasoning" if row.p_reasoning >= threshold else "knowledge"), row
+    share = sum(row.p_reasoning >= threshold for row in got.itertuples()) / 3
+    assert f"wrote 3 rows to {tmp_path / 'out.jsonl'}: {share:.1%} reasoning" in out.output
 
 
 def test_classify_bad_inputs_name_the_problem(trained, tmp_path, monkeypatch):

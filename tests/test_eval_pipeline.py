@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import re
 import signal
@@ -24,15 +25,32 @@ def sql(project, query: str) -> pd.DataFrame:
     return pd.DataFrame(json.loads(out.stdout))
 
 
+def fisher_two_sided(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Fisher's exact two-sided p of k1/n1 vs k2/n2 correct, from the hypergeometric law: the tables as likely as or less likely than this one."""
+    k, n = k1 + k2, n1 + n2
+    pmf = {x: math.comb(k, x) * math.comb(n - k, n1 - x) / math.comb(n, n1) for x in range(max(0, n1 + k - n), min(n1, k) + 1)}
+    return min(1.0, sum(p for p in pmf.values() if p <= pmf[k1] * (1 + 1e-7)))
+
+
+def test_fisher_two_sided_by_hand():
+    assert fisher_two_sided(3, 3, 0, 3) == pytest.approx(0.1)  # 2 of the 20 equally likely tables are this extreme
+    assert fisher_two_sided(2, 4, 2, 4) == pytest.approx(1.0)
+
+
 def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     preds = load("predictions", demo, model=MODEL)
-    params = yaml.safe_load((demo / "params.yaml").read_text())["evaluate"]
     assert preds.groupby("benchmark").size().to_dict() == {"medqa": LIMIT, "medxpertqa": LIMIT, "pubmedqa": LIMIT}
     assert set(preds["category"]) == {"reasoning", "knowledge"} and (preds["model"] == MODEL).all()
     assert preds["tokens"].between(1, 32).all() and "latency_s" not in preds  # timings: data/metrics/eval_timing, not the versioned table
     timing = json.loads((demo / f"data/metrics/eval_timing/{MODEL}.json").read_text())
     assert timing["generated"] + timing["cached"] == 3 * LIMIT and timing["new_tokens"] >= timing["generated"]
-    assert params["questions"]["limit"] == LIMIT
+    # the limit cut each benchmark: every one has more labeled questions than were asked, none asked twice, all of them real
+    labels = load("splits", demo)
+    assert (labels.groupby("benchmark").size()[["medqa", "medxpertqa", "pubmedqa"]] > LIMIT).all()
+    asked = set(zip(preds["benchmark"], preds["qid"], strict=True))
+    assert len(asked) == len(preds) and asked <= set(zip(labels["benchmark"], labels["qid"], strict=True))
+    joined = preds.merge(labels[["benchmark", "qid", "category"]], on=["benchmark", "qid"], suffixes=("", "_label"))
+    assert len(joined) == len(preds) and (joined["category"] == joined["category_label"]).all()
 
     got = sql(
         demo, f"select model, category, avg(correct) as acc, count(*) as n from predictions where model = '{MODEL}' group by all order by category"
@@ -42,12 +60,18 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
 
     for (bench, category), g in preds.groupby(["benchmark", "category"]):
         summary = sql(demo, f"select * from summary where model = '{MODEL}' and benchmark = '{bench}' and category = '{category}'").iloc[0]
-        assert (summary["n"], summary["correct"]) == (len(g), g["correct"].sum())
+        assert (summary["n"], summary["correct"]) == (len(g), g["correct"].sum()) and summary["accuracy"] == pytest.approx(g["correct"].mean())
         assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
     metrics = json.loads((demo / "data/metrics/eval.json").read_text())[MODEL]
     assert metrics["all"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 3 * LIMIT
+    # the gap, by hand from the predictions: knowledge-heavy minus reasoning-heavy accuracy, pooled over the benchmarks
+    know, reas = preds.loc[preds["category"] == "knowledge", "correct"], preds.loc[preds["category"] == "reasoning", "correct"]
     gap = sql(demo, f"select * from gaps where model = '{MODEL}'").iloc[0]
-    assert gap["gap"] == pytest.approx(gap["knowledge_accuracy"] - gap["reasoning_accuracy"]) and 0 <= gap["p_fisher"] <= 1
+    assert (gap["n_knowledge"], gap["n_reasoning"]) == (len(know), len(reas)) and len(know) + len(reas) == 3 * LIMIT
+    assert gap["knowledge_accuracy"] == pytest.approx(know.sum() / len(know)) and gap["reasoning_accuracy"] == pytest.approx(reas.sum() / len(reas))
+    assert gap["gap"] == pytest.approx(know.sum() / len(know) - reas.sum() / len(reas)) and gap["gap_ci_low"] <= gap["gap"] <= gap["gap_ci_high"]
+    assert gap["p_fisher"] == pytest.approx(fisher_two_sided(int(know.sum()), len(know), int(reas.sum()), len(reas)))
+    assert metrics["knowledge"] == pytest.approx(know.mean(), abs=1e-4) and metrics["reasoning"] == pytest.approx(reas.mean(), abs=1e-4)
     assert "accuracy by category" in run(["dvc", "plots", "show", "--json"], demo).stdout
 
 
@@ -112,7 +136,10 @@ def test_base_sft_and_grpo_are_evaluated_side_by_side(demo):
     card = (demo / "models/checkpoints/sft/README.md").read_text()
     assert "data/train/sft.parquet" in card and MODEL in card
     grpo = json.loads((demo / "data/metrics/grpo.json").read_text())
-    assert grpo["steps"] == FAST_GRPO["max_steps"] and 0 <= grpo["frac_reward_zero_std_mean"] <= 1
+    logged = pd.read_csv(demo / "dvclive/grpo/plots/metrics/reward.tsv", sep="\t")  # one row per optimisation step the trainer took
+    assert logged["step"].tolist() == list(range(FAST_GRPO["max_steps"])) and grpo["steps"] == len(logged)
+    assert (grpo["reward_first"], grpo["reward_last"]) == pytest.approx((logged["reward"].iloc[0], logged["reward"].iloc[-1]), abs=1e-4)
+    assert 0 <= grpo["frac_reward_zero_std_mean"] <= 1
     plots = run(["dvc", "plots", "show", "--json"], demo).stdout
     assert "GRPO mean reward" in plots and "SFT loss" in plots
 

@@ -17,12 +17,20 @@ from schemas.eval import GapsSchema, PredictionsSchema, SummarySchema
 
 GEN = Generation(max_new_tokens=4)
 MODEL = Model(name="fake", title="a fake", source={"local": {"path": "nowhere"}}, family="general", size="0", backend="transformers",
-              generation={"max_new_tokens": 4})  # fmt: skip
+              generation={"max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0})  # fmt: skip
 
 
 def runtime(batch_size: int) -> Runtime:
     return Runtime(
-        backend=None, batch_size=batch_size, tensor_parallel_size=1, concurrency=1, max_retries=0, timeout_s=1, allow_unpinned=False, vllm={}
+        backend=None,
+        batch_size=batch_size,
+        flush_every=64,
+        tensor_parallel_size=1,
+        concurrency=1,
+        max_retries=0,
+        timeout_s=1,
+        allow_unpinned=False,
+        vllm={},
     )
 
 
@@ -153,7 +161,17 @@ def test_summary_counts_accuracy_and_seeded_bootstrap_ci():
     se = np.sqrt(17 / 30 * 13 / 30 / 30)
     assert lo == pytest.approx(17 / 30 - 1.96 * se, abs=0.03) and hi == pytest.approx(17 / 30 + 1.96 * se, abs=0.03)
     assert get.loc[("b2", "knowledge"), ["ci_low", "ci_high"]].tolist() == [1.0, 1.0]
-    pd.testing.assert_frame_equal(s, summarise(hand_made(), n_boot=4000, seed=0))
+    # every cell against counts written out by hand: (n, correct, parse_failed) per benchmark x category, 'all' pooled
+    hand = {("b1", "knowledge"): (10, 8, 1), ("b1", "reasoning"): (10, 3, 1), ("b2", "knowledge"): (5, 5, 1), ("b2", "reasoning"): (5, 1, 1),
+            ("b1", "all"): (20, 11, 2), ("b2", "all"): (10, 6, 2), ("all", "knowledge"): (15, 13, 2), ("all", "reasoning"): (15, 4, 2),
+            ("all", "all"): (30, 17, 4)}  # fmt: skip
+    assert {k: tuple(v) for k, v in get[["n", "correct", "parse_failed"]].iterrows()} == hand
+    assert get["accuracy"].to_dict() == pytest.approx({k: c / n for k, (n, c, _) in hand.items()})
+    assert ((get["ci_low"] <= get["accuracy"]) & (get["accuracy"] <= get["ci_high"])).all()
+    other = summarise(hand_made(), n_boot=4000, seed=1).set_index(["benchmark", "category"])
+    assert other[["n", "correct"]].equals(get[["n", "correct"]]) and not other[["ci_low", "ci_high"]].equals(
+        get[["ci_low", "ci_high"]]
+    )  # the seed seeds the CIs
 
 
 def test_gap_and_significance_tests_match_direct_computation():
@@ -166,7 +184,7 @@ def test_gap_and_significance_tests_match_direct_computation():
     var = 10 * 10 * 11 * 9 / (400 * 19) + 5 * 5 * 6 * 4 / (100 * 9)
     assert g["p_cmh"] == pytest.approx(stats.chi2.sf((abs(num) - 0.5) ** 2 / var, 1))
     same = hand_made().assign(correct=True)
-    assert cmh_pvalue(same) != cmh_pvalue(same) or cmh_pvalue(same) == 1.0  # no variance: NaN, never a false positive
+    assert np.isnan(cmh_pvalue(same))  # every answer right: no variance, no test (NaN), never a false positive
 
 
 def test_cache_file_is_plain_jsonl(tmp_path):

@@ -122,7 +122,8 @@ def test_hub_source_uses_pinned_revision_and_parses_string_options(monkeypatch):
     assert list(q.qid) == ["medqa-0", "medqa-1"]
     assert q.options[0] == {"A": "a", "B": "b", "C": "c", "D": "d"} and q.answer[0] == "C"
     assert q.source_file[0] == f"hf://zou-lab/BioMed-R1-Eval@{study.revision}/medqa/test"
-    assert json.loads(q.meta[0])["reasoning_prob"] == 0.7
+    assert (q.study_category[0], q.study_p_reasoning[0], q.study_category[1], q.study_p_reasoning[1]) == ("reasoning", 0.7, "knowledge", 0.1)
+    assert json.loads(q.meta[0]) == {"dataset_name": "medqa"}
 
 
 def test_hub_source_refuses_unpinned_revision_unless_allowed(monkeypatch):
@@ -137,7 +138,7 @@ def test_hub_failure_names_the_benchmark_and_dataset(monkeypatch):
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(MedregError, match=r"hf://zou-lab/BioMed-R1-Eval@\w+/nejm/test: benchmark 'nejm': cannot read: ConnectionError"):
+    with pytest.raises(MedregError, match=r"hf://zou-lab/BioMed-R1-Eval@\w+/NEJM/test: benchmark 'nejm': cannot read: ConnectionError"):
         ingest(catalog.benchmarks(), "hub", ".", benchmarks=["nejm"])
 
 

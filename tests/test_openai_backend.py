@@ -2,6 +2,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +13,12 @@ CHAT = [{"role": "user", "content": "Which option? Answer: X"}]
 
 
 class FakeServer:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1; `script` gives (status, headers, delay) per request number."""
+    """An OpenAI-compatible /v1/chat/completions and /v1/completions on 127.0.0.1; `script` gives (status, headers, delay) per request number."""
 
     def __init__(self, script=None):
         self.script = script or {}
         self.requests: list[dict] = []
+        self.paths: list[str] = []
         self.headers: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -36,14 +38,14 @@ class FakeServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 status, headers, delay = server.script.get(n, (200, {}, 0.0))
                 time.sleep(delay)
-                payload = (
-                    {
-                        "choices": [{"message": {"role": "assistant", "content": f"Answer: {body['messages'][-1]['content'][-1]}"}}],
-                        "usage": {"completion_tokens": 3},
-                    }
-                    if status == 200
-                    else {"error": {"message": f"scripted {status}"}}
-                )
+                server.paths.append(self.path)
+                if status != 200:
+                    payload = {"error": {"message": f"scripted {status}"}}
+                elif self.path.endswith("/chat/completions"):
+                    reply = f"Answer: {body['messages'][-1]['content'][-1]}"
+                    payload = {"choices": [{"message": {"role": "assistant", "content": reply}}], "usage": {"completion_tokens": 3}}
+                else:  # /v1/completions
+                    payload = {"choices": [{"index": 0, "text": "so the answer is C.", "finish_reason": "stop"}], "usage": {"completion_tokens": 6}}
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -136,3 +138,28 @@ def test_prefill_and_template_options_go_in_the_body_only_where_declared(server)
     with pytest.raises(BackendError, match="continue_final_message"):
         OpenAIBackend(srv.url, "m").generate([CHAT, prefilled], GEN)
     assert len(srv.requests) == 1  # refused before anything was sent
+
+
+def test_a_thinking_prefill_is_rendered_locally_and_sent_as_token_ids_to_completions(server, smollm_tokenizer, tmp_path):
+    """A vLLM server's Qwen3 template would close thinking before the prefill: the endpoint gets the prompt as token ids."""
+    smollm_tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "chat_template.jinja").write_text((Path(__file__).parent / "fixtures/qwen3_like_chat_template.jinja").read_text())
+    srv = server()
+    thinking = [*CHAT, {"role": "assistant", "content": "<think>\nVitamin K reverses heparin.\n\nWait, let me reconsider."}]
+    backend = OpenAIBackend(srv.url, "served", continue_final_message=True, template_kwargs={"enable_thinking": True},
+                            sampling_extras=True, tokenizer=(str(tmp_path), None))  # fmt: skip
+    (done,) = backend.generate([thinking], GEN)
+    assert srv.paths == ["/v1/completions"] and done.text == "so the answer is C." and done.tokens == 6
+    body = srv.requests[0]
+    prompt = smollm_tokenizer.decode(body["prompt"])
+    expected = (
+        "<|im_start|>user\nWhich option? Answer: X<|im_end|>\n<|im_start|>assistant\n<think>\nVitamin K reverses heparin.\n\nWait, let me reconsider."
+    )
+    assert prompt == expected and "</think>" not in prompt  # the trace sits inside the one open think block
+    assert (body["max_tokens"], body["temperature"], body["top_k"], body["repetition_penalty"]) == (8, 0.0, 0, 1.0)
+    assert "messages" not in body and "continue_final_message" not in body
+    backend.generate([[*CHAT, {"role": "assistant", "content": "The answer is"}]], GEN)  # no think block: the chat path
+    assert srv.paths[-1] == "/v1/chat/completions" and srv.requests[-1]["continue_final_message"] is True
+    with pytest.raises(BackendError, match="source.endpoint.tokenizer"):
+        OpenAIBackend(srv.url, "served", continue_final_message=True).generate([CHAT, thinking], GEN)
+    assert len(srv.requests) == 2  # refused before anything was sent

@@ -88,6 +88,14 @@ def test_prompt_lists_options_and_instruction_and_hash_tracks_every_byte():
     chat = build_chat(row, Chat(system="Be brief.", prompt="cot"))
     assert [m["role"] for m in chat] == ["system", "user"] and "step by step" in chat[1]["content"]
     assert prompt_hash(chat) != prompt_hash(build_chat(row, Chat(system="Be brief!", prompt="cot")))
-    assert prompt_hash(chat) == prompt_hash([dict(m) for m in chat])
+    # sha256 of the JSON text '[{"content": "Be brief.", "role": "system"}, {"content": "Which drug ... units.", "role": "user"}]'
+    # (keys sorted, the en dash as UTF-8, not \u2013), first 16 hex digits: computed with `printf '%s' ... | sha256sum`
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Which drug reverses heparin? Protamine – 1 mg per 100 units."},
+    ]
+    assert prompt_hash(messages) == "91f4450accc6ffd0"
+    assert prompt_hash([{"content": m["content"], "role": m["role"]} for m in messages]) == "91f4450accc6ffd0"  # key order is not content
+    assert prompt_hash([messages[0], {**messages[1], "content": messages[1]["content"][:-1]}]) != "91f4450accc6ffd0"  # one byte less
     ynm = user_prompt({"question": "Does X work?", "context": "Abstract text.", "options": YNM, "answer_format": "yes_no_maybe"})
     assert ynm.startswith("Abstract text.") and "yes, no or maybe" in ynm and "A. yes" not in ynm

@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import click
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -135,10 +136,26 @@ def test_missing_database_is_a_clear_error(tmp_path, monkeypatch):
     assert out.exit_code == 2 and "does not exist" in out.output
 
 
+def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The group itself and every command below it, subcommands of nested groups included, as name paths."""
+    paths = [prefix]
+    for name, command in group.commands.items():
+        paths += command_paths(command, (*prefix, name)) if isinstance(command, click.Group) else [(*prefix, name)]
+    return paths
+
+
 def test_every_command_has_help_with_an_example():
-    for cmd in ([], *([name] for name in main.commands)):
-        out = CliRunner().invoke(main, [*cmd, "--help"])
-        assert out.exit_code == 0 and "Example" in out.output, cmd
+    paths = command_paths(main)
+    assert {(), ("query",), ("classify",), ("s3",), ("s3", "start"), ("s3", "stop"), ("export-hf",)} <= set(paths)
+    for path in paths:
+        out = CliRunner().invoke(main, [*path, "--help"], prog_name="medreg")
+        invocation = " ".join(("medreg", *path))
+        assert out.exit_code == 0 and out.output.startswith(f"Usage: {invocation} "), (path, out.output)
+        lines = [line.strip() for line in out.output.splitlines()]
+        assert "Example:" in lines, (path, out.output)
+        section = lines[lines.index("Example:") + 1 :]
+        section = section[: section.index("")] if "" in section else section  # the example block ends at the first blank line
+        assert any(line == invocation or line.startswith(invocation + " ") for line in section), (path, section)
 
 
 def test_table_format_cuts_wide_cells(workdir, monkeypatch):
