@@ -106,8 +106,19 @@ class Generator:
         return self._backend
 
     def key(self, chat: Chat, gen: Generation) -> str:
-        """Cache key: model, its weights, backend, prompt hash and generation settings."""
-        parts = [self.model.name, self.weights, self.backend_name, prompt_hash(chat), asdict(gen)]
+        """Cache key: model, its weights, backend, prompt hash, generation settings and, where set, how the chat is rendered.
+
+        Chat-template kwargs (Qwen3's enable_thinking) and an endpoint's tokenizer change the prompt without changing the
+        messages; they join the key only when set, so the keys of models without them stay as they were.
+        """
+        parts: list[Any] = [self.model.name, self.weights, self.backend_name, prompt_hash(chat), asdict(gen)]
+        endpoint = self.model.source.endpoint
+        rendering = {
+            "template_kwargs": self.model.chat.template_kwargs,
+            **({"tokenizer": endpoint.tokenizer, "tokenizer_revision": endpoint.tokenizer_revision} if endpoint and endpoint.tokenizer else {}),
+        }
+        if rendering["template_kwargs"] or len(rendering) > 1:
+            parts.append(json.dumps(rendering, sort_keys=True))
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
     def complete(self, chats: list[Chat], desc: str, gen: Generation | None = None) -> list[Completion]:

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ from registry.errors import MedregError
 from registry.evaluate import evaluate, select_questions
 from registry.generation import CompletionCache, Generator
 from registry.params import Runtime
+from registry.prompts import prompt_hash
 from registry.stats import cmh_pvalue, gaps, summarise
 from schemas.eval import GapsSchema, PredictionsSchema, SummarySchema
 
@@ -126,6 +128,16 @@ def test_killed_run_resumes_to_the_same_table_and_a_larger_limit_generates_only_
     pd.testing.assert_frame_equal(again, grown)
     g, chat = generator(CompletionCache(cache_path), None, monkeypatch=monkeypatch), [{"role": "user", "content": "q"}]
     assert g.key(chat, GEN) != g.key(chat, Generation(max_new_tokens=5))
+    # the key by hand: model, weights, backend, prompt hash, settings (caches written before template kwargs joined it still apply)
+    parts = ["fake", "w1", "transformers", prompt_hash(chat), {"max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
+             "repetition_penalty": 1.0, "seed": 0, "ignore_eos": False}]  # fmt: skip
+    assert g.key(chat, GEN) == hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+    thinking = {
+        think: MODEL.model_copy(update={"chat": MODEL.chat.model_copy(update={"template_kwargs": {"enable_thinking": think}})})
+        for think in (True, False)
+    }
+    keys = {think: Generator(m, runtime(3), GEN, CompletionCache(cache_path), "w1").key(chat, GEN) for think, m in thinking.items()}
+    assert len({keys[True], keys[False], g.key(chat, GEN)}) == 3  # the same messages rendered another way: not the same completion
 
     retrained = FakeBackend()  # the same model name with new weights (a re-trained checkpoint): nothing cached applies
     evaluate(generator(CompletionCache(cache_path), retrained, monkeypatch=monkeypatch, weights="w2"), more)

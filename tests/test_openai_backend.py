@@ -163,3 +163,31 @@ def test_a_thinking_prefill_is_rendered_locally_and_sent_as_token_ids_to_complet
     with pytest.raises(BackendError, match="source.endpoint.tokenizer"):
         OpenAIBackend(srv.url, "served", continue_final_message=True).generate([CHAT, thinking], GEN)
     assert len(srv.requests) == 2  # refused before anything was sent
+
+
+def test_an_endpoints_tokenizer_is_local_or_a_pinned_hub_revision(tmp_path):
+    from registry.backends import make_backend
+    from registry.catalog import Model
+    from registry.params import Runtime
+
+    def entry(tokenizer: str, revision: str | None = None) -> Model:
+        endpoint = {
+            "base_url": "http://127.0.0.1:1/v1",
+            "model": "served",
+            "sampling_extras": True,
+            "tokenizer": tokenizer,
+            "tokenizer_revision": revision,
+        }
+        return Model(name="served", title="t", source={"endpoint": endpoint}, family="general", size="8B", backend="openai",
+                     chat={"think": "strip", "continue_final_message": True},
+                     generation={"max_new_tokens": 8, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.0})  # fmt: skip
+
+    runtime = Runtime(backend=None, batch_size=1, flush_every=1, tensor_parallel_size=1, concurrency=1, max_retries=0, timeout_s=1,
+                      allow_unpinned=False, vllm={})  # fmt: skip
+    (tmp_path / "tok").mkdir()
+    assert make_backend(entry("tok"), runtime, tmp_path).tokenizer_location == (str(tmp_path / "tok"), None)
+    assert make_backend(entry("Qwen/Qwen3-8B", "abc123"), runtime, tmp_path).tokenizer_location == ("Qwen/Qwen3-8B", "abc123")
+    with pytest.raises(BackendError, match=r"model 'served': the tokenizer Qwen/Qwen3-8B is not pinned"):
+        make_backend(entry("Qwen/Qwen3-8B"), runtime, tmp_path)
+    unpinned = runtime.model_copy(update={"allow_unpinned": True})
+    assert make_backend(entry("Qwen/Qwen3-8B"), unpinned, tmp_path).tokenizer_location == ("Qwen/Qwen3-8B", None)
