@@ -16,6 +16,7 @@ import pandas as pd
 from registry.backends import Chat
 from registry.catalog import Chat as ChatSettings
 from registry.catalog import Fields
+from registry.errors import MedregError
 from registry.evaluate import score
 from registry.generation import Generator
 from registry.ingest import Record, parse_options
@@ -127,7 +128,10 @@ def study_traces(records: Iterator[Record], benchmark: str, fields: Fields, ques
     for rec in records:
         if rec.value is None or not isinstance(rec.value.get(fields.question), str):
             continue
-        study_options = parse_options(rec.value[fields.options]) if fields.options and rec.value.get(fields.options) else None
+        try:
+            study_options = parse_options(rec.value[fields.options]) if fields.options and rec.value.get(fields.options) else None
+        except (ValueError, SyntaxError) as e:
+            raise MedregError(f"study collection, benchmark '{benchmark}', row {rec.key}: field '{fields.options}': options {e}") from e
         candidates = ours.get(question_key(rec.value[fields.question]), [])
         if len(candidates) > 1 and study_options:
             candidates = [q for q in candidates if _option_texts(q["options"]) == _option_texts(study_options)]

@@ -14,6 +14,7 @@ from registry.adversarial import (
 )
 from registry.backends import Backend, Completion, Generation, render_chat
 from registry.catalog import Chat, Model
+from registry.errors import MedregError
 from registry.generation import CompletionCache, Generator
 from registry.ingest import Record
 from registry.params import Runtime
@@ -132,6 +133,9 @@ def test_study_traces_take_the_target_each_trace_concludes_with():
     assert (match.questions, match.matched, match.unmatched, match.traces, match.unusable) == (1, 1, 0, 1, 2)
     got, match = study_traces(iter(records), "medqa", fields, [{**ROW, "question": "Which drug reverses warfarin?"}])
     assert got == [] and (match.matched, match.unmatched) == (0, 1)
+    broken = [Record("5", {**value, "options": "{'A': 'Vitamin K', 'B':"}, None, "")]
+    with pytest.raises(MedregError, match=r"^study collection, benchmark 'medqa', row 5: field 'options': options "):
+        study_traces(iter(broken), "medqa", fields, [ROW])
 
 
 class Reconsider(Backend):

@@ -15,20 +15,10 @@ from registry.catalog import Chat, Model
 from registry.errors import MedregError
 from registry.generation import CompletionCache, Generator
 from registry.params import Runtime, load_params
+from tests.test_adversarial import ROW, TRACE  # a heparin question and a trace arguing for its wrong option A
 
 HERE = Path(__file__).parent
 QWEN3_LIKE = (HERE / "fixtures/qwen3_like_chat_template.jinja").read_text()
-ROW = {
-    "benchmark": "medqa",
-    "qid": "7",
-    "question": "Which drug reverses heparin?",
-    "context": None,
-    "options": {"A": "Vitamin K", "B": "Protamine sulfate", "C": "Idarucizumab", "D": "Andexanet"},
-    "answer": "B",
-    "answer_format": "letter",
-    "category": "knowledge",
-}
-TRACE = "Heparin is reversed by vitamin K, which restores clotting factors.\nAnswer: A"
 
 
 def runtime(**kw) -> Runtime:
