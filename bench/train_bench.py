@@ -27,12 +27,21 @@ SFT = {  # name: (SFTConfig overrides, env)
     "no gradient checkpointing, native AVX-512 kernels (not bit-stable)": ({}, NATIVE),
     "padding-free, native AVX-512 kernels (not bit-stable)": ({"padding_free": True, "max_length": None}, NATIVE),
     "padding-free, native kernels, bf16 autocast (not bit-stable)": ({"padding_free": True, "max_length": None, "bf16": True}, NATIVE),
+    "padding-free, 2 processes (torchrun, gloo; same global batch)": ({"padding_free": True, "max_length": None}, {"LAUNCH": "torchrun"}),
 }
 GRPO = {  # name: (prompts, generations, completion tokens, overrides, env)
     "anchor shape 8 x 2 x 64, TRL defaults: gradient checkpointing (the demo's setting)": (8, 2, 64, {"gradient_checkpointing": True}, {}),
     "anchor shape 8 x 2 x 64, no gradient checkpointing": (8, 2, 64, {}, {}),
     "anchor shape 8 x 2 x 64, native AVX-512 kernels (not bit-stable)": (8, 2, 64, {"gradient_checkpointing": True}, NATIVE),
     "anchor shape 8 x 2 x 64, native kernels, bf16 autocast (not bit-stable)": (8, 2, 64, {"gradient_checkpointing": True, "bf16": True}, NATIVE),
+    "anchor shape 8 x 2 x 64, vLLM colocate float32 (the pipeline's weight sync)": (8, 2, 64, {"gradient_checkpointing": True, "use_vllm": True}, {}),
+    "anchor shape 8 x 2 x 64, vLLM colocate bfloat16 generation (the pipeline's weight sync)": (
+        8,
+        2,
+        64,
+        {"gradient_checkpointing": True, "use_vllm": True, "vllm_dtype": "bfloat16"},
+        {},
+    ),
     "8 x 4 x 128, TRL defaults (gradient checkpointing)": (8, 4, 128, {"gradient_checkpointing": True}, {}),
     "8 x 4 x 128, native AVX-512 kernels (not bit-stable)": (8, 4, 128, {"gradient_checkpointing": True}, NATIVE),
 }
@@ -55,7 +64,10 @@ def sft_worker(overrides: dict, steps: int) -> dict:
     rows = io.load("sft_data", ROOT)
     target = catalog.model(params.sft.model)
     examples = [training.sft_example(r, target.chat, params.sft.max_reasoning_words) for r in rows.to_dict("records")]
-    args = {"output_dir": "/tmp/medreg-bench-sft", "max_steps": steps, "per_device_train_batch_size": params.sft.batch_size,
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1:  # the same global batch, split over the processes
+        overrides = {**overrides, "ddp_backend": "gloo"}
+    args = {"output_dir": "/tmp/medreg-bench-sft", "max_steps": steps, "per_device_train_batch_size": params.sft.batch_size // processes,
             "learning_rate": params.sft.learning_rate, "use_cpu": True, "bf16": False, "report_to": "none", "logging_steps": 1,
             "save_strategy": "no", "max_length": params.sft.max_length, "seed": 0, "gradient_checkpointing": False, **overrides}  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
@@ -69,14 +81,16 @@ def grpo_worker(prompts: int, generations: int, length: int, overrides: dict, st
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
-    from registry import catalog, io, rewards, training
+    from registry import catalog, io, rewards, trainers, training
     from registry.params import load_params
     from stages import pin_cpu
 
     params = load_params(ROOT / "params.yaml")
     pin_cpu(params.cpu.threads)
+    vllm_dtype = overrides.pop("vllm_dtype", "float32")
+    p = params.grpo.model_copy(update={"use_vllm": overrides.pop("use_vllm", False), "vllm_mode": "colocate", "bf16": vllm_dtype == "bfloat16"})
     location = ROOT / catalog.dataset_path("sft_checkpoint")
     tokenizer = AutoTokenizer.from_pretrained(location)
     target = catalog.model(params.grpo.model)
@@ -84,10 +98,14 @@ def grpo_worker(prompts: int, generations: int, length: int, overrides: dict, st
     args = {"output_dir": "/tmp/medreg-bench-grpo", "max_steps": steps, "per_device_train_batch_size": prompts * generations,
             "num_generations": generations, "max_completion_length": length, "learning_rate": 1e-6, "use_cpu": True, "bf16": False,
             "report_to": "none", "logging_steps": 1, "save_strategy": "no", "seed": 0, "gradient_checkpointing": False,
-            "reward_weights": [1.0, 0.5, 0.25], **overrides}  # fmt: skip
+            "reward_weights": [1.0, 0.5, 0.25], **trainers.vllm_args(p), **overrides}  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
     funcs = [rewards.accuracy, rewards.think_format, rewards.tags]
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=GRPOConfig(**args), train_dataset=Dataset.from_list(data), processing_class=tokenizer)
+    config = GRPOConfig(**args)
+    if p.bf16:  # bfloat16 generation in vLLM only: the trainer stays float32
+        config.bf16 = False
+    dataset = Dataset.from_list(data)
+    trainer = trainers.grpo_trainer(p, model=model, reward_funcs=funcs, args=config, train_dataset=dataset, processing_class=tokenizer)
     start = time.perf_counter()
     trainer.train()
     seconds = (time.perf_counter() - start) / steps
@@ -103,7 +121,8 @@ def child(kind: str, name: str, steps: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     table = SFT if kind == "sft" else GRPO
     env.update(table[name][-1])
-    cmd = [sys.executable, __file__, "--worker", kind, "--name", name, "--steps", str(steps)]
+    launch = ["torchrun", "--standalone", "--nproc_per_node", "2"] if env.pop("LAUNCH", None) == "torchrun" else [sys.executable]
+    cmd = [*launch, __file__, "--worker", kind, "--name", name, "--steps", str(steps)]
     out = subprocess.run(cmd, env=env, cwd="/tmp", capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{kind} / {name} failed:\n{out.stderr[-3000:]}")

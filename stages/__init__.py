@@ -16,8 +16,11 @@ if platform.machine().lower() in ("x86_64", "amd64"):
 
 
 def pin_cpu(threads: int) -> None:
-    """Fix torch's thread count and ask for deterministic kernels (results depend on both)."""
+    """Fix torch's thread count and ask for deterministic kernels (results depend on both).
+
+    Under a multi-process launch (torchrun sets LOCAL_WORLD_SIZE) the processes of one machine share `threads`.
+    """
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     torch.use_deterministic_algorithms(True)

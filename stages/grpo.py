@@ -11,7 +11,7 @@ from registry.errors import MedregError, run_stage
 def main() -> None:
     """Train grpo.base_model on data/train/rl.parquet, prefilling the traces of data/train/rl_traces.parquet."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     s = trainers.setup("grpo")
     p, tokenizer = s.p, s.tokenizer
@@ -37,24 +37,26 @@ def main() -> None:
         beta=p.beta,
         loss_type=p.loss_type,
         reward_weights=list(weights.values()),
-        use_vllm=p.use_vllm,
-        vllm_mode=p.vllm_mode,
+        **trainers.vllm_args(p),
     )
-    trainer = GRPOTrainer(
+    trainer = trainers.grpo_trainer(
+        p,
         model=s.load_model(),
         reward_funcs=[rewards.REWARDS[name] for name in weights],
         args=config,
         train_dataset=Dataset.from_list(prompts),
         processing_class=tokenizer,
         peft_config=trainers.lora_config(p),
-        callbacks=[trainers.live_callback(catalog.dataset_path("grpo_live"), resume)],
+        callbacks=trainers.live_callback(catalog.dataset_path("grpo_live"), resume),
     )
     result = trainer.train(resume_from_checkpoint=resume or None)
     steps = [entry for entry in trainer.state.log_history if "reward" in entry]
 
+    def logged(key: str) -> list[float]:
+        return [entry[key] for entry in steps if key in entry]
+
     def mean(key: str) -> float | None:
-        values = [entry[key] for entry in steps if key in entry]
-        return round(statistics.fmean(values), 4) if values else None
+        return round(statistics.fmean(logged(key)), 4) if logged(key) else None
 
     metrics = {
         "steps": trainer.state.global_step,
@@ -67,8 +69,11 @@ def main() -> None:
         "frac_reward_zero_std_mean": mean("frac_reward_zero_std"),
         "steps_with_reward_spread": sum(entry.get("frac_reward_zero_std", 1.0) < 1.0 for entry in steps),
         "completion_length_mean": mean("completions/mean_length"),
+        # vLLM's log-probs of its samples vs the trainer's: near 0 only while the engine has the trained weights
+        "vllm_logp_difference_max": max(logged("sampling/sampling_logp_difference/max"), default=None),
         "seconds_per_step": round(result.metrics["train_runtime"] / max(trainer.state.global_step, 1), 1),
         "resumed": resume,
+        "processes": trainer.args.world_size,
     }
     if not s.save(trainer, digests, metrics, folder):
         return

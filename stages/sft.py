@@ -35,7 +35,7 @@ def main() -> None:
         train_dataset=Dataset.from_list(fits),
         processing_class=tokenizer,
         peft_config=trainers.lora_config(p),
-        callbacks=[trainers.TokensPerSecond(), trainers.live_callback(catalog.dataset_path("sft_live"), resume)],
+        callbacks=[trainers.TokensPerSecond(), *trainers.live_callback(catalog.dataset_path("sft_live"), resume)],
     )
     result = trainer.train(resume_from_checkpoint=resume or None)
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -49,6 +49,7 @@ def main() -> None:
         "trained_tokens": int(logs[-1].get("num_tokens", 0)) if logs else 0,
         "seconds": round(result.metrics["train_runtime"], 1),
         "resumed": resume,
+        "processes": trainer.args.world_size,
     }
     metrics["tokens_per_second"] = None if resume else round(metrics["trained_tokens"] / max(metrics["seconds"], 1e-9), 1)
     if not s.save(trainer, digests, metrics, folder):

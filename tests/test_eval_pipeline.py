@@ -15,6 +15,7 @@ from registry.adversarial import RECONSIDER_CUE, RECONSIDER_TURN
 from registry.io import load
 
 from .conftest import FAST_GRPO, GRPO, LIMIT, MODEL, PLANTED, SFT, run, venv_env
+from .test_vllm_engine import SAME_COMPLETION_FLOOR
 
 pytestmark = pytest.mark.slow
 
@@ -181,6 +182,83 @@ def test_a_killed_sft_resumes_from_its_last_checkpoint(demo, tmp_path):
     assert not (work / "models/checkpoints/.runs/sft").exists()
 
 
+TWO_PROCESSES = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "stages.sft"]  # sft.launch on a 2-process CPU run
+# 1 process at batch 4 vs 2 processes at batch 2 (the same global batch): the largest loss difference measured here was
+# 2.4e-7 on the development machine (float32 gradients averaged over gloo); the tolerance leaves room for summation order
+LOSS_TOLERANCE = 1e-5
+
+
+def _sft_dir(demo, dest, **sft):
+    """A directory where the sft stage runs alone: params (with `sft` overrides), the training rows, the converted model."""
+    for rel in ("data/train", "models/llm"):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(demo / rel, dest / rel)
+    params = yaml.safe_load((demo / "params.yaml").read_text())
+    params["sft"].update(sft)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params))
+    return dest
+
+
+def _losses(work) -> list[float]:
+    rows = (work / "dvclive/sft/plots/metrics/loss.tsv").read_text().splitlines()[1:]
+    return [float(r.split("\t")[1]) for r in rows]
+
+
+def test_two_process_sft_is_one_group_with_the_loss_curve_of_one_process(demo, tmp_path):
+    one = _sft_dir(demo, tmp_path / "one", max_steps=3, batch_size=4, save_steps=10)
+    assert (done := run(["python", "-m", "stages.sft"], one)).returncode == 0, done.stderr
+    two = _sft_dir(demo, tmp_path / "two", max_steps=3, batch_size=2, save_steps=10)
+    result = run(TWO_PROCESSES, two)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = [json.loads((w / "data/metrics/sft.json").read_text()) for w in (one, two)]
+    assert [m["processes"] for m in metrics] == [1, 2]  # world size 2: one gloo group, not two lone trainers
+    assert _losses(two) == pytest.approx(_losses(one), abs=LOSS_TOLERANCE) and len(_losses(two)) == 3  # DVCLive: each step once
+    assert metrics[1]["trained_tokens"] == metrics[0]["trained_tokens"]  # the same rows, split over the processes
+    assert result.stdout.count("sft: 3 steps") == 1  # rank 0 alone writes and reports
+    assert json.loads((two / "models/checkpoints/sft/medreg.json").read_text())["metrics"]["steps"] == 3
+    assert not (two / "models/checkpoints/.runs/sft").exists()
+
+
+def test_a_killed_two_process_sft_resumes_from_its_last_checkpoint(demo, tmp_path):
+    work = _sft_dir(demo, tmp_path / "sft", max_steps=4, batch_size=2, save_steps=2)
+    proc = subprocess.Popen(TWO_PROCESSES, cwd=work, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    saved = work / "models/checkpoints/.runs/sft/checkpoint-2/trainer_state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not saved.exists() and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+    proc.wait()
+    assert saved.exists() and not (work / "models/checkpoints/sft").exists()
+    resumed = run(TWO_PROCESSES, work)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("sft: resuming from models/checkpoints/.runs/sft/checkpoint-2") == 1
+    metrics = json.loads((work / "data/metrics/sft.json").read_text())
+    assert (metrics["steps"], metrics["processes"], metrics["resumed"]) == (4, 2, True)
+    assert [int(r.split("\t")[0]) for r in (work / "dvclive/sft/plots/metrics/loss.tsv").read_text().splitlines()[1:]] == [0, 1, 2, 3]
+
+
+def test_grpo_generates_with_a_colocated_vllm_engine_that_follows_the_trained_weights(demo, tmp_path):
+    """grpo.use_vllm on CPU: the engine samples, and after each step it has the trained weights (vLLM's in-place reload).
+
+    A learning rate of 1e-3 moves the policy at every step, so an engine left with the old weights would score its own
+    samples far from the trainer (a deliberately perturbed model measured 22 nats apart); synced, float32 on both, they agree.
+    """
+    work = tmp_path / "grpo"
+    for rel in ("data/train", "models/checkpoints/sft"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(demo / rel, work / rel)
+    params = yaml.safe_load((demo / "params.yaml").read_text())
+    params["grpo"].update(FAST_GRPO, learning_rate=1.0e-3, use_vllm=True, save_steps=10)  # 2 steps: the second samples after a sync
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run(["python", "-m", "stages.grpo"], work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((work / "data/metrics/grpo.json").read_text())
+    assert metrics["steps"] == 2
+    logged = (work / "dvclive/grpo/plots/metrics/sampling/sampling_logp_difference/max.tsv").read_text().splitlines()[1:]
+    per_step = [float(r.split("\t")[1]) for r in logged]
+    assert len(per_step) == 2 and max(per_step) == pytest.approx(metrics["vllm_logp_difference_max"]) and max(per_step) < 0.01
+
+
 def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
     result = run(["dvc", "exp", "run", "-S", f"evaluate.models=[{MODEL},{SFT},{GRPO},{MODEL}-cot]"], demo)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -203,6 +281,28 @@ def _stage_dir(demo, dest, limit: int):
     params["evaluate"]["generation"]["max_new_tokens"] = 8
     (dest / "params.yaml").write_text(yaml.safe_dump(params))
     return dest
+
+
+def test_evaluation_traces_and_adversarial_stages_run_on_the_real_vllm_engine(demo, tmp_path):
+    """The three generating stages with evaluate.runtime.backend: vllm (one engine each), against the demo's transformers run."""
+    work = _stage_dir(demo, tmp_path / "vllm", limit=2)
+    params = yaml.safe_load((demo / "params.yaml").read_text())
+    params["evaluate"]["questions"]["limit"] = 2
+    params["evaluate"]["runtime"]["backend"] = "vllm"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in (["stages.evaluate", MODEL], ["stages.adversarial_traces"], ["stages.adversarial", MODEL]):
+        result = run(["python", "-m", *stage], work)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stderr.count("Initializing a V1 LLM engine (v0.32.0)") == 1  # one engine per stage
+    got, ref = load("predictions", work, model=MODEL), load("predictions", demo, model=MODEL)
+    assert len(got) == 6 and (got.backend == "vllm").all() and (ref.backend == "transformers").all()
+    both = got.merge(ref, on=["benchmark", "qid"], suffixes=("_vllm", "_hf"))
+    assert len(both) == 6  # the limit-2 questions are among the demo's limit-4 ones
+    assert (both.completion_vllm == both.completion_hf).mean() >= SAME_COMPLETION_FLOOR  # float32 on both (tests/test_vllm_engine.py)
+    traces = load("adversarial_traces", work)
+    assert not traces.empty and set(zip(traces.benchmark, traces.qid, strict=True)) <= set(zip(got.benchmark, got.qid, strict=True))
+    adversarial = load("adversarial_predictions", work, model=MODEL)
+    assert (adversarial.backend == "vllm").all() and len(adversarial) == len(traces)
 
 
 def test_exp_run_of_a_grpo_param_reruns_only_grpo_and_what_depends_on_it(demo):
