@@ -116,11 +116,9 @@ def check_output(model: Model, key: str, expected: Path) -> None:
 def run_dir(stage: str, fingerprint: dict[str, Any]) -> tuple[Path, bool]:
     """The scratch folder of a run and whether to resume: only when a checkpoint of the same fingerprint is there.
 
-    Under `accelerate launch` the main process prepares the folder while the others wait, then all read it.
+    Under a multi-process launch the main process prepares the folder while the others wait, then all read it.
     """
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state()
     folder = RUNS / stage
     stamp = folder / "run.json"
     if state.is_main_process and not (stamp.exists() and json.loads(stamp.read_text()) == fingerprint):
@@ -133,6 +131,24 @@ def run_dir(stage: str, fingerprint: dict[str, Any]) -> tuple[Path, bool]:
     if last is not None and state.is_main_process:
         print(f"{stage}: resuming from {last} (a previous run of the same params and inputs stopped there)")
     return folder, last is not None
+
+
+def cpu_group() -> bool:
+    """True under a multi-process launch on CPU (torchrun sets WORLD_SIZE): the processes form a gloo group."""
+    import torch
+
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def process_state() -> Any:
+    """Accelerate's state of this process, joined to the group the trainer will use.
+
+    A plain `PartialState()` under torchrun on CPU sees no group: every process would think it is the main one (and
+    prepare the run folder at once). With `backend="gloo"`, as the trainer asks, it joins the group first.
+    """
+    from accelerate import PartialState
+
+    return PartialState(backend="gloo") if cpu_group() else PartialState()
 
 
 def is_main(trainer: Any) -> bool:
@@ -155,7 +171,7 @@ def trainer_args(p: Trainer, output_dir: Path) -> dict[str, Any]:
         "bf16": p.bf16,
         "use_cpu": not torch.cuda.is_available(),
         # several CPU processes (torchrun) form one gloo group; a lone process must not ask for one (no group to join)
-        "ddp_backend": "gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        "ddp_backend": "gloo" if cpu_group() else None,
         "gradient_checkpointing": p.gradient_checkpointing,
         "save_strategy": "steps",
         "save_steps": p.save_steps,
@@ -197,11 +213,10 @@ def live_callback(folder: Path | str, resume: bool) -> list[Any]:
 
     Only the main process logs (a list with the callback, or an empty one), so a multi-process run logs each step once.
     """
-    from accelerate import PartialState
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return []
     return [DVCLiveCallback(live=Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None, report=None, resume=resume))]
 
