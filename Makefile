@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml requirements.lock
 repro: $(STAMP)
 	dvc repro
 
+# Two pytest workers (pytest-xdist); tests/conftest.py sends each file to one worker, the demo pipeline's users together
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS) --no-loadscope-reorder
 
 lint: $(STAMP)
 	ruff check . && ruff format --check .

@@ -5,11 +5,15 @@ all benchmarks, the same per-benchmark share as the whole mirror) — and each b
 stage does (params.yaml's evaluate.runtime: batch_size for transformers, flush_every and vllm/vllm_cpu for vLLM),
 generates every answer through `Generator` into an empty cache, and times both. The mirror row projects the whole
 mirror (3,641 questions) from the sample's seconds per question. The answers of both backends are compared.
+Where the time goes: `--max-new-tokens 1` times the prompts' prefill alone (one new token each); the stage's own
+max_new_tokens minus that is the decoding.
 Usage: python bench/eval_bench.py [--mirror-sample 240] [--model smollm2-135m-instruct] [--dtype auto] [--backends transformers,vllm]
+       [--max-new-tokens N]
 Native CPU kernels (faster, bfloat16 above all, but not bit-stable across CPUs): ATEN_CPU_CAPABILITY=avx512 MKL_CBWR=AUTO DNNL_MAX_CPU_ISA=ALL
 """
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -53,15 +57,19 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--backends", default="transformers,vllm", help="the first is the reference for 'same answers'")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the stage's (the model's catalog setting)")
     args = parser.parse_args()
     params = load_params(ROOT / "params.yaml")
     pin_cpu(params.cpu.threads)
     model = catalog.model(args.model)
     gen = generation_settings(model, params.evaluate.generation)
+    if args.max_new_tokens is not None:
+        gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at start; model {args.model}, "
           f"dtype {args.dtype}, max_new_tokens {gen.max_new_tokens}; seconds include building the backend\n")  # fmt: skip
-    print("| questions | n | backend | start s | generate s | stage s | s/question | projected whole mirror | same answers as the first |")
-    print("|---|--:|---|--:|--:|--:|--:|--:|--:|")
+    header = "questions | n | backend | start s | generate s | stage s | s/question | new tokens | projected whole mirror | same answers as the first"
+    print(f"| {header} |")
+    print("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|")
     for label, rows in question_sets(args.mirror_sample).items():
         answers = {}
         names = args.backends.split(",")
@@ -78,7 +86,8 @@ def main() -> None:
             same = sum(a == b for a, b in zip(answers[backend], answers[names[0]], strict=True)) / len(rows)
             per_q = total / len(rows)
             projected = f"{(started + (total - started) / len(rows) * MIRROR_QUESTIONS) / 60:.0f} min" if label != "demo" else ""
-            row = [label, len(rows), backend, f"{started:.0f}", f"{total - started:.0f}", f"{total:.0f}", f"{per_q:.2f}", projected, f"{same:.3f}"]
+            seconds = [f"{started:.0f}", f"{total - started:.0f}", f"{total:.0f}", f"{per_q:.2f}"]
+            row = [label, len(rows), backend, *seconds, int(preds["tokens"].sum()), projected, f"{same:.3f}"]
             print("| " + " | ".join(map(str, row)) + " |", flush=True)
             del generator
 

@@ -4,12 +4,13 @@ Each setting runs in its own process (the CPU-kernel pinning of stages/__init__.
 on the demo's selected training data (`dvc repro select_training rl_traces` first) with the embedded SmolLM2-135M
 (SFT) and the SFT checkpoint (GRPO; `dvc repro sft`). Prints a table with peak memory (resident set) per process.
 
-Usage: python bench/train_bench.py [--sft-steps 6] [--grpo-steps 2] [--only sft|grpo] [--setting SUBSTRING]
+Usage: python bench/train_bench.py [--sft-steps 6] [--grpo-steps 2] [--only sft|grpo] [--setting SUBSTRING ...]
 """
 
 import argparse
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=6)
     parser.add_argument("--grpo-steps", type=int, default=2)
     parser.add_argument("--only", choices=["sft", "grpo"])
-    parser.add_argument("--setting", default="", help="run only the settings whose name contains this")
+    parser.add_argument("--setting", action="append", default=[], help="run only the settings whose name contains this (repeatable)")
     parser.add_argument("--worker", choices=["sft", "grpo"], help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -147,16 +148,18 @@ def main() -> None:
         got["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(json.dumps(got))
         return
+    picked = [name for name in [*SFT, *GRPO] if not args.setting or any(part in name for part in args.setting)]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at start\n")
     if args.only != "grpo":
         print(f"SFT, {args.sft_steps} steps on the demo's sft.parquet (batch and max_length from params), SmolLM2-135M, 2 threads")
         print(f"| {'setting':<64} | trained tokens/s | seconds | peak RSS GB |")
-        for name in [n for n in SFT if args.setting in n]:
+        for name in [n for n in SFT if n in picked]:
             r = child("sft", name, args.sft_steps)
             print(f"| {name:<64} | {r['tokens_per_s']:>16.1f} | {r['seconds']:>7.1f} | {r['peak_rss_gb']:>11.1f} |", flush=True)
     if args.only != "sft":
         print(f"\nGRPO, {args.grpo_steps} steps on the demo's rl.parquet from the SFT checkpoint (prompts x generations x completion tokens)")
         print(f"| {'setting':<64} | s/step | generated tok/step | generated tok/s | zero-spread share | peak RSS GB |")
-        for name in [n for n in GRPO if args.setting in n]:
+        for name in [n for n in GRPO if n in picked]:
             r = child("grpo", name, args.grpo_steps)
             rate = r["generated_tokens_per_step"] / r["seconds_per_step"]
             print(f"| {name:<64} | {r['seconds_per_step']:>6.1f} | {r['generated_tokens_per_step']:>18.0f} | {rate:>15.1f} "

@@ -14,6 +14,32 @@ MIRROR = ROOT.parent / "shared" / "benchmarks"
 DEMO = ROOT / "data" / "demo"
 
 
+DEMO_USERS = {"test_eval_pipeline.py", "test_experiments.py", "test_registry_use.py", "test_report.py"}  # the files whose tests use `demo`
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first, each keeping its order: under `make test`'s two workers the longest starts at once."""
+    for item in items:
+        if "demo" in item.fixturenames and item.path.name not in DEMO_USERS:
+            raise pytest.UsageError(f"{item.nodeid} uses the demo fixture: add {item.path.name} to DEMO_USERS in tests/conftest.py")
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test` runs two pytest-xdist workers: each test file goes to one worker (its session fixtures are built once),
+    and the files that use the demo pipeline go to the same one (it is built once)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DemoTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "demo" if Path(file).name in DEMO_USERS else file
+
+    return DemoTogether(config, log)
+
+
 @pytest.fixture
 def mirror() -> Path:
     """The real benchmark mirror beside the repository; tests needing it skip when it is absent."""
@@ -25,6 +51,7 @@ def mirror() -> Path:
 def venv_env() -> dict[str, str]:
     """Environment whose `python` and `dvc` are this interpreter's."""
     env = dict(os.environ, DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # two test workers share the cores: idle OpenMP threads sleep, not spin
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return env
 
@@ -76,7 +103,7 @@ def smollm_tokenizer():
 
 MODEL = "smollm2-135m-instruct"
 SFT, GRPO = "smollm2-135m-sft", "smollm2-135m-grpo"
-LIMIT = 4  # questions per demo benchmark (3 benchmarks): half the demo default, to keep the suite short
+LIMIT = 3  # questions per demo benchmark (3 benchmarks): fewer than the demo default, to keep the suite short
 
 
 def fast_classifier(section: dict) -> dict:
@@ -101,11 +128,12 @@ def demo(tmp_path_factory):
     base, SFT and GRPO (clean and adversarial), tables, database. Small params; one contaminated RL prompt planted."""
     project = copy_project(tmp_path_factory.mktemp("eval") / "proj")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    fast_classifier(params["classifier"])
+    params["classifier"]["compare"] = ["length", "features", "tfidf"]  # the fine-tune is tested in test_classifier.py
     params["evaluate"]["questions"]["limit"] = LIMIT
     params["sft"].update(FAST_SFT)
     params["grpo"].update(FAST_GRPO)
     params["grpo"]["traces"]["max_attempts"] = 1
+    params["adversarial"]["traces"]["max_attempts"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     medqa = json.loads((project / "data/demo/medreason/medqa_test.jsonl").read_text().splitlines()[3])
     planted = {"id": PLANTED, "question": medqa["question"], "options": medqa["options"], "answer_idx": medqa["answer_idx"]}

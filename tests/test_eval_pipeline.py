@@ -157,32 +157,6 @@ def test_lineage_names_each_checkpoints_training_data(demo):
     assert score.input.tolist() == [f"models/pins/{SFT}.json"]  # the score's weights, pinned: pin_models' inputs name the checkpoint
 
 
-def test_a_killed_sft_resumes_from_its_last_checkpoint(demo, tmp_path):
-    work = tmp_path / "sft"
-    for rel in ("data/train", "models/llm"):
-        (work / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(demo / rel, work / rel)
-    params = yaml.safe_load((demo / "params.yaml").read_text())
-    params["sft"].update(max_steps=4, save_steps=2)
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    stage = ["python", "-m", "stages.sft"]
-    proc = subprocess.Popen(stage, cwd=work, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    saved = work / "models/checkpoints/.runs/sft/checkpoint-2/trainer_state.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and not saved.exists() and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert saved.exists() and not (work / "models/checkpoints/sft").exists()
-    resumed = run(stage, work)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "sft: resuming from models/checkpoints/.runs/sft/checkpoint-2" in resumed.stdout
-    meta = json.loads((work / "models/checkpoints/sft/medreg.json").read_text())
-    assert meta["metrics"]["steps"] == 4 and "resumed" not in meta["metrics"]  # timings and resumption: data/metrics only
-    assert json.loads((work / "data/metrics/sft.json").read_text())["resumed"] is True
-    assert not (work / "models/checkpoints/.runs/sft").exists()
-
-
 TWO_PROCESSES = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "stages.sft"]  # sft.launch on a 2-process CPU run
 # 1 process at batch 4 vs 2 processes at batch 2 (the same global batch): the largest loss difference measured here was
 # 2.4e-7 on the development machine (float32 gradients averaged over gloo); the tolerance leaves room for summation order
@@ -205,26 +179,14 @@ def _losses(work) -> list[float]:
     return [float(r.split("\t")[1]) for r in rows]
 
 
-def test_two_process_sft_is_one_group_with_the_loss_curve_of_one_process(demo, tmp_path):
-    one = _sft_dir(demo, tmp_path / "one", max_steps=3, batch_size=4, save_steps=10)
+def test_two_process_sft_is_one_group_with_the_loss_curve_of_one_process_even_when_killed_and_resumed(demo, tmp_path):
+    """sft.launch torchrun: one gloo group of 2; killed after checkpoint-2, resumed, its 4 losses are those of 1 process."""
+    one = _sft_dir(demo, tmp_path / "one", max_steps=4, batch_size=4, save_steps=10)
     assert (done := run(["python", "-m", "stages.sft"], one)).returncode == 0, done.stderr
-    two = _sft_dir(demo, tmp_path / "two", max_steps=3, batch_size=2, save_steps=10)
-    result = run(TWO_PROCESSES, two)
-    assert result.returncode == 0, result.stdout + result.stderr
-    metrics = [json.loads((w / "data/metrics/sft.json").read_text()) for w in (one, two)]
-    assert [m["processes"] for m in metrics] == [1, 2]  # world size 2: one gloo group, not two lone trainers
-    assert _losses(two) == pytest.approx(_losses(one), abs=LOSS_TOLERANCE) and len(_losses(two)) == 3  # DVCLive: each step once
-    assert metrics[1]["trained_tokens"] == metrics[0]["trained_tokens"]  # the same rows, split over the processes
-    assert result.stdout.count("sft: 3 steps") == 1  # rank 0 alone writes and reports
-    assert json.loads((two / "models/checkpoints/sft/medreg.json").read_text())["metrics"]["steps"] == 3
-    assert not (two / "models/checkpoints/.runs/sft").exists()
-
-
-def test_a_killed_two_process_sft_resumes_from_its_last_checkpoint(demo, tmp_path):
-    work = _sft_dir(demo, tmp_path / "sft", max_steps=4, batch_size=2, save_steps=2)
+    two = _sft_dir(demo, tmp_path / "two", max_steps=4, batch_size=2, save_steps=2)
     log = (tmp_path / "killed.log").open("w")
-    proc = subprocess.Popen(TWO_PROCESSES, cwd=work, env=venv_env(), stdout=log, stderr=subprocess.STDOUT)
-    saved = work / "models/checkpoints/.runs/sft/checkpoint-2/trainer_state.json"
+    proc = subprocess.Popen(TWO_PROCESSES, cwd=two, env=venv_env(), stdout=log, stderr=subprocess.STDOUT)
+    saved = two / "models/checkpoints/.runs/sft/checkpoint-2/trainer_state.json"
     deadline = time.time() + 600
     while time.time() < deadline and not saved.exists() and proc.poll() is None:
         time.sleep(0.2)
@@ -235,35 +197,19 @@ def test_a_killed_two_process_sft_resumes_from_its_last_checkpoint(demo, tmp_pat
     for process in tree:
         process.kill()
     psutil.wait_procs(tree)
-    assert saved.exists() and not (work / "models/checkpoints/sft").exists()
-    resumed = run(TWO_PROCESSES, work)
+    assert saved.exists() and not (two / "models/checkpoints/sft").exists()
+    resumed = run(TWO_PROCESSES, two)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.count("sft: resuming from models/checkpoints/.runs/sft/checkpoint-2") == 1
-    metrics = json.loads((work / "data/metrics/sft.json").read_text())
-    assert (metrics["steps"], metrics["processes"], metrics["resumed"]) == (4, 2, True)
-    assert [int(r.split("\t")[0]) for r in (work / "dvclive/sft/plots/metrics/loss.tsv").read_text().splitlines()[1:]] == [0, 1, 2, 3]
-
-
-def test_grpo_generates_with_a_colocated_vllm_engine_that_follows_the_trained_weights(demo, tmp_path):
-    """grpo.use_vllm on CPU: the engine samples, and after each step it has the trained weights (vLLM's in-place reload).
-
-    A learning rate of 1e-3 moves the policy at every step, so an engine left with the old weights would score its own
-    samples far from the trainer (a deliberately perturbed model measured 22 nats apart); synced, float32 on both, they agree.
-    """
-    work = tmp_path / "grpo"
-    for rel in ("data/train", "models/checkpoints/sft"):
-        (work / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(demo / rel, work / rel)
-    params = yaml.safe_load((demo / "params.yaml").read_text())
-    params["grpo"].update(FAST_GRPO, learning_rate=1.0e-3, use_vllm=True, save_steps=10)  # 2 steps: the second samples after a sync
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run(["python", "-m", "stages.grpo"], work)
-    assert result.returncode == 0, result.stdout + result.stderr
-    metrics = json.loads((work / "data/metrics/grpo.json").read_text())
-    assert metrics["steps"] == 2
-    logged = (work / "dvclive/grpo/plots/metrics/sampling/sampling_logp_difference/max.tsv").read_text().splitlines()[1:]
-    per_step = [float(r.split("\t")[1]) for r in logged]
-    assert len(per_step) == 2 and max(per_step) == pytest.approx(metrics["vllm_logp_difference_max"]) and max(per_step) < 0.01
+    assert resumed.stdout.count("sft: resuming from models/checkpoints/.runs/sft/checkpoint-2") == 1  # rank 0 alone reports
+    metrics = [json.loads((w / "data/metrics/sft.json").read_text()) for w in (one, two)]
+    assert [m["processes"] for m in metrics] == [1, 2]  # world size 2: one gloo group, not two lone trainers
+    assert (metrics[1]["steps"], metrics[1]["resumed"]) == (4, True)
+    logged = (two / "dvclive/sft/plots/metrics/loss.tsv").read_text().splitlines()[1:]
+    assert [int(r.split("\t")[0]) for r in logged] == [0, 1, 2, 3]  # DVCLive: each step once, across the kill
+    assert _losses(two) == pytest.approx(_losses(one), abs=LOSS_TOLERANCE)  # same rows, same order, same updates
+    meta = json.loads((two / "models/checkpoints/sft/medreg.json").read_text())
+    assert meta["metrics"]["steps"] == 4 and "resumed" not in meta["metrics"]  # timings and resumption: data/metrics only
+    assert not (two / "models/checkpoints/.runs/sft").exists()
 
 
 def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
@@ -312,11 +258,21 @@ def test_evaluation_traces_and_adversarial_stages_run_on_the_real_vllm_engine(de
     assert (adversarial.backend == "vllm").all() and len(adversarial) == len(traces)
 
 
-def test_exp_run_of_a_grpo_param_reruns_only_grpo_and_what_depends_on_it(demo):
-    result = run(["dvc", "exp", "run", "-S", "grpo.learning_rate=1.0e-5"], demo)
+def test_exp_run_of_grpo_with_colocated_vllm_reruns_only_grpo_and_what_depends_on_it(demo):
+    """grpo.use_vllm on CPU: the engine samples, and after each step it has the trained weights (vLLM's in-place reload).
+
+    A learning rate of 1e-3 moves the policy at every step, so an engine left with the old weights would score its own
+    samples far from the trainer (a deliberately perturbed model measured 22 nats apart); synced, float32 on both, they agree.
+    """
+    result = run(["dvc", "exp", "run", "-S", "grpo.use_vllm=true", "-S", "grpo.learning_rate=1.0e-3"], demo)
     assert result.returncode == 0, result.stdout + result.stderr
     ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
     assert ran == {"grpo", "pin_models", f"evaluate@{GRPO}", f"adversarial@{GRPO}", "summarise", "robustness", "build_db"}
+    metrics = json.loads((demo / "data/metrics/grpo.json").read_text())
+    assert metrics["steps"] == FAST_GRPO["max_steps"] == 2  # the second step samples after a sync
+    logged = (demo / "dvclive/grpo/plots/metrics/sampling/sampling_logp_difference/max.tsv").read_text().splitlines()[1:]
+    per_step = [float(r.split("\t")[1]) for r in logged]
+    assert len(per_step) == 2 and max(per_step) == pytest.approx(metrics["vllm_logp_difference_max"]) and max(per_step) < 0.01
 
 
 def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path):

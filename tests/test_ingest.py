@@ -12,7 +12,8 @@ from .conftest import DEMO
 
 
 @pytest.fixture(scope="module")
-def demo():
+def ingested():
+    """The demo benchmarks, ingested once for this module."""
     return ingest(catalog.benchmarks(), "demo", DEMO)
 
 
@@ -20,9 +21,9 @@ def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_demo_jsonl_medxpertqa_keeps_ids_options_and_expert_labels(demo):
+def test_demo_jsonl_medxpertqa_keeps_ids_options_and_expert_labels(ingested):
     rows = _jsonl(DEMO / "medreason/MedXpertQA_test.jsonl")
-    q = demo.questions[demo.questions.benchmark == "medxpertqa"].set_index("qid")
+    q = ingested.questions[ingested.questions.benchmark == "medxpertqa"].set_index("qid")
     assert len(q) == len(rows) >= 60
     for r in rows:
         got = q.loc[r["id"]]
@@ -34,9 +35,9 @@ def test_demo_jsonl_medxpertqa_keeps_ids_options_and_expert_labels(demo):
     assert labels["reasoning"] >= 25 and labels["knowledge"] >= 25  # both classes well represented
 
 
-def test_demo_jsonl_medqa_uses_line_numbers_as_qid(demo):
+def test_demo_jsonl_medqa_uses_line_numbers_as_qid(ingested):
     rows = _jsonl(DEMO / "medreason/medqa_test.jsonl")
-    q = demo.questions[demo.questions.benchmark == "medqa"]
+    q = ingested.questions[ingested.questions.benchmark == "medqa"]
     assert len(q) == len(rows) >= 40
     assert q.n_options.isin([4, 5]).all()
     first = q[q.qid == "1"].iloc[0]
@@ -44,9 +45,9 @@ def test_demo_jsonl_medqa_uses_line_numbers_as_qid(demo):
     assert first.options[first.answer] == rows[0]["answer"]
 
 
-def test_demo_json_object_pubmedqa_maps_decision_to_fixed_options(demo):
+def test_demo_json_object_pubmedqa_maps_decision_to_fixed_options(ingested):
     raw = json.loads((DEMO / "pubmedqa/ori_pqal.json").read_text())
-    q = demo.questions[demo.questions.benchmark == "pubmedqa"].set_index("qid")
+    q = ingested.questions[ingested.questions.benchmark == "pubmedqa"].set_index("qid")
     assert len(q) == len(raw) >= 20
     for pmid, r in raw.items():
         got = q.loc[pmid]
@@ -67,13 +68,13 @@ def test_demo_json_list_sft_examples_have_the_medical_o1_fields():
         assert rec["options"][rec["answer_idx"]] == rec["answer"]
 
 
-def test_demo_ingest_validates_is_deterministic_and_reports_skipped(demo):
-    QuestionsSchema.validate(demo.questions)
+def test_demo_ingest_validates_is_deterministic_and_reports_skipped(ingested):
+    QuestionsSchema.validate(ingested.questions)
     again = ingest(catalog.benchmarks(), "demo", DEMO)
-    assert again.questions.equals(demo.questions)
-    assert len(demo.questions) >= 120
-    assert set(demo.skipped) == set(catalog.benchmarks()) - {"medxpertqa", "medqa", "pubmedqa"}
-    assert all("not in the demo directory" in why for why in demo.skipped.values())
+    assert again.questions.equals(ingested.questions)
+    assert len(ingested.questions) >= 120
+    assert set(ingested.skipped) == set(catalog.benchmarks()) - {"medxpertqa", "medqa", "pubmedqa"}
+    assert all("not in the demo directory" in why for why in ingested.skipped.values())
 
 
 def test_normalise_strips_and_nfc_normalises_text():
