@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml requirements.lock
 repro: $(STAMP)
 	dvc repro
 
-# Two pytest workers (pytest-xdist); tests/conftest.py sends each file to one worker, the demo pipeline's users together
+# Two pytest workers (pytest-xdist); tests/conftest.py sends each file to one worker, the files running DVC in the shared
+# demo project to the same one, in order (the demo is built once per run)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	python -m pytest -n $(TEST_WORKERS) --no-loadscope-reorder

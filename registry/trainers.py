@@ -213,8 +213,9 @@ def live_callback(folder: Path | str, resume: bool) -> list[Any]:
 
     Only the main process logs (a list with the callback, or an empty one), so a multi-process run logs each step once.
     """
-    from dvclive import Live
     from transformers.integrations import DVCLiveCallback
+
+    from registry.live import Live
 
     if not process_state().is_main_process:
         return []

@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pandas as pd
-from dvclive import Live
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve
 
 from registry import catalog, classifier, io
 from registry.errors import MedregError, run_stage
+from registry.live import Live
 from registry.params import Classifier, load_params
 from stages import pin_cpu
 

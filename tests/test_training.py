@@ -167,3 +167,28 @@ def test_lora_training_saves_merged_full_weights(tmp_path, smollm_tokenizer):
     assert merged.keys() == before.keys()  # plain weights, no lora_A / lora_B
     changed = [k for k in before if not torch.equal(before[k], merged[k])]
     assert changed and all("proj" in k for k in changed)  # only the adapted linear layers moved
+
+
+def test_live_ends_when_a_parallel_experiment_removed_the_signal_file(tmp_path, monkeypatch):
+    """Two queued experiments ending together: both see DVCLive's step signal file, the other one removes it first."""
+    import dvclive
+    import dvclive.vscode
+
+    from registry.live import Live
+
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # what `dvc queue` sets: the signal lives in the main project
+    signal = tmp_path / ".dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED"
+    real_exists = dvclive.vscode.os.path.exists
+    monkeypatch.setattr(dvclive.vscode.os.path, "exists", lambda p: p == str(signal) or real_exists(p))
+    for cls, name in ((dvclive.Live, "upstream"), (Live, "ours")):
+        live = cls(dir=str(tmp_path / name), save_dvc_exp=False, dvcyaml=None, report=None)
+        live.log_metric("loss", 1.0)
+        live.next_step()
+        assert signal.exists()
+        signal.unlink()  # the parallel experiment's end()
+        if cls is dvclive.Live:
+            with pytest.raises(FileNotFoundError):
+                live.end()
+        else:
+            live.end()
+        assert json.loads((tmp_path / name / "metrics.json").read_text())["loss"] == 1.0
