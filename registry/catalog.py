@@ -1,4 +1,4 @@
-"""The declarative catalogs (benchmarks.yaml, models.yaml, datasets.yaml) as typed, validated models.
+"""The declarative catalogs (benchmarks.yaml, models.yaml, datasets.yaml, ...) as typed, validated models.
 
 YAML is read with ruamel.yaml, which refuses duplicate keys; every entry is checked by a pydantic model with
 `extra="forbid"`, so a typo, a missing field or a wrong value is refused with the file, line, entry and key named.
@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -377,6 +377,59 @@ def model(name: str) -> Model:
     if name not in entries:
         raise CatalogError(f"{display(MODELS_YAML)}: no model named '{name}' (known: {', '.join(entries)})")
     return entries[name]
+
+
+# ---------------------------------------------------------------- references.yaml
+
+REFERENCES_YAML = PACKAGE_DIR / "references.yaml"
+
+
+class Reference(Strict):
+    """One number the study published: what was measured, on which questions, for which model, in which paper version."""
+
+    model: str | None  # this catalog's name; null for numbers about the questions
+    study_model: str | None
+    measure: Literal["accuracy", "reasoning_share", "classifier_agreement"]
+    benchmark: str
+    category: Literal["knowledge", "reasoning", "all"]
+    setting: Literal["clean", "adversarial"] | None
+    value: float = Field(ge=0, le=1)
+    paper_version: Literal["v1", "v2"]
+    source: str = Field(min_length=1)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str | None, info: ValidationInfo) -> str | None:
+        known = (info.context or {}).get("models", ())
+        if v is not None and v not in known:
+            raise ValueError(f"no model named '{v}' in {display(MODELS_YAML)}")
+        return v
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known_benchmark(cls, v: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get("benchmarks", ())
+        if v != "all" and v not in known:
+            raise ValueError(f"no benchmark named '{v}' in {display(BENCHMARKS_YAML)} (or 'all')")
+        return v
+
+    @model_validator(mode="after")
+    def _setting_for_accuracy(self) -> Reference:
+        if (self.measure == "accuracy") != (self.setting is not None) or (self.measure == "accuracy") != (self.model is not None):
+            raise ValueError("an accuracy needs a model and a setting (clean or adversarial); other measures have neither")
+        return self
+
+
+class ReferenceCatalog(Strict):
+    """references.yaml: the study's published numbers."""
+
+    references: list[Reference] = Field(min_length=1)
+
+
+def references(path: Path = REFERENCES_YAML) -> list[Reference]:
+    """The study's published numbers, each model and benchmark checked against the catalogs' names (not their entries)."""
+    context = {"models": set(names(MODELS_YAML)), "benchmarks": set(names(BENCHMARKS_YAML))}
+    return check(ReferenceCatalog, load_yaml(path), path, context=context).references
 
 
 # ---------------------------------------------------------------- datasets.yaml

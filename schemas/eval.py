@@ -1,4 +1,4 @@
-"""Schemas of evaluation outputs: per-model predictions, the summary table and the knowledge-vs-reasoning gaps."""
+"""Schemas of evaluation outputs: per-model predictions, the summary table, the knowledge-vs-reasoning gaps, the study's numbers."""
 
 import pandera.pandas as pa
 from pandera.typing import Series
@@ -76,3 +76,21 @@ class GapsSchema(pa.DataFrameModel):
 
     class Config:
         strict = True
+
+
+class StudyReferencesSchema(pa.DataFrameModel):
+    """The study's published numbers (registry/references.yaml), to set beside `summary` and `robustness`."""
+
+    model: Series[str] = pa.Field(nullable=True)
+    study_model: Series[str] = pa.Field(nullable=True)
+    measure: Series[str] = pa.Field(isin=["accuracy", "reasoning_share", "classifier_agreement"])
+    benchmark: Series[str]
+    category: Series[str] = pa.Field(isin=[*values(Category), "all"])
+    setting: Series[str] = pa.Field(nullable=True, isin=["clean", "adversarial"])
+    value: Series[float] = pa.Field(ge=0, le=1)
+    paper_version: Series[str] = pa.Field(isin=["v1", "v2"])
+    source: Series[str]
+
+    class Config:
+        strict = True
+        unique = ["model", "measure", "benchmark", "category", "setting", "paper_version"]

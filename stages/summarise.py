@@ -1,8 +1,8 @@
-"""Stage summarise: eval tables over every evaluated model (accuracy by category with CIs, knowledge-vs-reasoning gaps)."""
+"""Stage summarise: eval tables over every evaluated model (accuracy by category with CIs, gaps) and the study's numbers."""
 
 import pandas as pd
 
-from registry import io, stats
+from registry import catalog, io, stats
 from registry.errors import run_stage
 from registry.params import load_params
 
@@ -16,6 +16,7 @@ def main() -> None:
     gaps = stats.gaps(preds, boot.n, boot.seed)
     io.save("summary", summary)
     io.save("gaps", gaps)
+    io.save("study_references", pd.DataFrame([r.model_dump() for r in catalog.references()]))
 
     pooled = summary[summary["benchmark"] == "all"]
     metrics = {}

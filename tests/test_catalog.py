@@ -83,3 +83,31 @@ def test_every_catalog_dataset_has_a_path_and_dvc_declares_it():
         path = entry.path.replace("{model}", "${item}")  # per-model outputs of foreach stages
         assert path in dvc_yaml, f"dataset {name} ({entry.path}) is not a stage output in dvc.yaml"
         assert not entry.path.endswith(".parquet") or entry.schema_ref, name
+
+
+def test_the_study_references_name_catalog_models_and_both_paper_versions():
+    refs = catalog.references()
+    assert {r.paper_version for r in refs} == {"v1", "v2"}
+    assert all(r.model in catalog.models() for r in refs if r.model)
+    by = {(r.model, r.category, r.setting, r.paper_version): r.value for r in refs if r.measure == "accuracy"}
+    assert by[("medreason-8b", "all", "clean", "v2")] == 0.504 and by[("medreason-8b", "all", "adversarial", "v2")] == 0.244
+    assert by[("m1-7b-23k", "knowledge", "clean", "v1")] == 0.605 and by[("m1-7b-23k", "reasoning", "clean", "v1")] == 0.471
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": "medreason-9b"}, r"references.yaml:\d+: references\[2\].model: no model named 'medreason-9b'"),
+        ({"benchmark": "usmle"}, r"references.yaml:\d+: references\[2\].benchmark: no benchmark named 'usmle'"),
+        ({"value": 44.4}, r"references.yaml:\d+: references\[2\].value: .*less than or equal to 1"),
+        ({"setting": None}, r"references\[2\]: an accuracy needs a model and a setting"),
+    ],
+)
+def test_a_wrong_reference_is_refused_naming_row_and_field(tmp_path, change, message):
+    data = yaml.safe_load(catalog.REFERENCES_YAML.read_text())
+    data["references"][2].update(change)
+    path = tmp_path / "references.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(catalog.CatalogError, match=message) as error:
+        catalog.references(path)
+    assert "\n" not in str(error.value)
