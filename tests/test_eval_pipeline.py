@@ -10,7 +10,9 @@ from registry import catalog
 from registry.adversarial import RECONSIDER_CUE, RECONSIDER_TURN
 from registry.io import load
 
-from .conftest import FAST_GRPO, GRPO, LIMIT, MODEL, PLANTED, SFT, run
+from .conftest import FAST_GRPO, GRPO, LIMIT, MODEL, PLANTED, SFT, demo_params, run
+from .test_stage_runs import stage_dir
+from .test_vllm_engine import SAME_COMPLETION_FLOOR
 
 pytestmark = pytest.mark.slow
 
@@ -171,6 +173,34 @@ def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
     got = sql(demo, "select model, count(*) as n from predictions group by model order by model")
     assert got.to_dict("list") == {"model": sorted([MODEL, SFT, GRPO, f"{MODEL}-cot"]), "n": [3 * LIMIT] * 4}
     assert len(sql(demo, "select * from gaps")) == 4
+    # later experiments start from this workspace: commit it, or its new untracked (uncached) outputs, such as the CoT
+    # model's timing metrics, are missing from their temporary folders and the CoT evaluation re-runs there
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "evaluate the CoT variant"]):
+        assert run(cmd, demo).returncode == 0
+
+
+# The real vLLM engine runs here, on the worker that runs DVC in the demo, not beside it: run from the other worker (the one
+# that also ran tests/test_vllm_engine.py) the engines' own log lines went missing from the stages' output.
+def test_evaluation_traces_and_adversarial_stages_run_on_the_real_vllm_engine(demo, tmp_path):
+    """The three generating stages with evaluate.runtime.backend: vllm (one engine each), against the demo's transformers run."""
+    work = stage_dir(demo, tmp_path / "vllm", limit=1)
+    params = demo_params(demo)
+    params["evaluate"]["questions"]["limit"] = 1
+    params["evaluate"]["runtime"]["backend"] = "vllm"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in (["stages.evaluate", MODEL], ["stages.adversarial_traces"], ["stages.adversarial", MODEL]):
+        result = run(["python", "-m", *stage], work)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (result.stdout + result.stderr).count("Initializing a V1 LLM engine (v0.32.0)") == 1  # one engine per stage
+    got, ref = load("predictions", work, model=MODEL), load("predictions", demo, model=MODEL)
+    assert len(got) == 3 and (got.backend == "vllm").all() and (ref.backend == "transformers").all()
+    both = got.merge(ref, on=["benchmark", "qid"], suffixes=("_vllm", "_hf"))
+    assert len(both) == 3  # the limit-1 questions are among the demo's limit-4 ones
+    assert (both.completion_vllm == both.completion_hf).mean() >= SAME_COMPLETION_FLOOR  # float32 on both (tests/test_vllm_engine.py)
+    traces = load("adversarial_traces", work)
+    assert not traces.empty and set(zip(traces.benchmark, traces.qid, strict=True)) <= set(zip(got.benchmark, got.qid, strict=True))
+    adversarial = load("adversarial_predictions", work, model=MODEL)
+    assert (adversarial.backend == "vllm").all() and len(adversarial) == len(traces)
 
 
 def test_exp_run_of_grpo_with_colocated_vllm_reruns_only_grpo_and_what_depends_on_it(demo):

@@ -1,4 +1,4 @@
-"""Stages run alone, each in a folder of its own linking to the demo's outputs: the real vLLM engine, two training processes,
+"""Stages run alone, each in a folder of its own linking to the demo's outputs: two training processes and
 a killed evaluation. They only read the demo, so they may run beside the tests that run DVC in its workspace."""
 
 import json
@@ -16,7 +16,6 @@ import yaml
 from registry.io import load
 
 from .conftest import MODEL, demo_params, run, venv_env
-from .test_vllm_engine import SAME_COMPLETION_FLOOR
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +74,7 @@ def test_two_process_sft_is_one_group_with_the_loss_curve_of_one_process_even_wh
     assert not (two / "models/checkpoints/.runs/sft").exists()
 
 
-def _stage_dir(demo, dest, limit: int):
+def stage_dir(demo, dest, limit: int):
     """A directory where `python -m stages.evaluate` runs alone: params, questions, labels and the converted model."""
     for rel in ("data/raw", "data/splits", "models/llm", "models/pins"):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -89,35 +88,13 @@ def _stage_dir(demo, dest, limit: int):
     return dest
 
 
-def test_evaluation_traces_and_adversarial_stages_run_on_the_real_vllm_engine(demo, tmp_path):
-    """The three generating stages with evaluate.runtime.backend: vllm (one engine each), against the demo's transformers run."""
-    work = _stage_dir(demo, tmp_path / "vllm", limit=1)
-    params = demo_params(demo)
-    params["evaluate"]["questions"]["limit"] = 1
-    params["evaluate"]["runtime"]["backend"] = "vllm"
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    for stage in (["stages.evaluate", MODEL], ["stages.adversarial_traces"], ["stages.adversarial", MODEL]):
-        result = run(["python", "-m", *stage], work)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert (result.stdout + result.stderr).count("Initializing a V1 LLM engine (v0.32.0)") == 1  # one engine per stage
-    got, ref = load("predictions", work, model=MODEL), load("predictions", demo, model=MODEL)
-    assert len(got) == 3 and (got.backend == "vllm").all() and (ref.backend == "transformers").all()
-    both = got.merge(ref, on=["benchmark", "qid"], suffixes=("_vllm", "_hf"))
-    assert len(both) == 3  # the limit-1 questions are among the demo's limit-4 ones
-    assert (both.completion_vllm == both.completion_hf).mean() >= SAME_COMPLETION_FLOOR  # float32 on both (tests/test_vllm_engine.py)
-    traces = load("adversarial_traces", work)
-    assert not traces.empty and set(zip(traces.benchmark, traces.qid, strict=True)) <= set(zip(got.benchmark, got.qid, strict=True))
-    adversarial = load("adversarial_predictions", work, model=MODEL)
-    assert (adversarial.backend == "vllm").all() and len(adversarial) == len(traces)
-
-
 def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path):
     stage = ["python", "-m", "stages.evaluate", MODEL]
-    ref_dir = _stage_dir(demo, tmp_path / "ref", limit=3)
+    ref_dir = stage_dir(demo, tmp_path / "ref", limit=3)
     assert run(stage, ref_dir).returncode == 0
     ref = load("predictions", ref_dir, model=MODEL)
 
-    work = _stage_dir(demo, tmp_path / "work", limit=3)
+    work = stage_dir(demo, tmp_path / "work", limit=3)
     cache = work / f"data/eval/{MODEL}/completions.jsonl"
     proc = subprocess.Popen(stage, cwd=work, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -136,7 +113,7 @@ def test_sigkill_midway_then_resume_gives_the_uninterrupted_table(demo, tmp_path
     pd.testing.assert_frame_equal(got[cols], ref[cols])
     assert len(cache.read_text().splitlines()) == 9
 
-    _stage_dir(demo, work, limit=4)
+    stage_dir(demo, work, limit=4)
     grown = run(stage, work)
     assert "3 prompt(s) to generate, 9 cached" in grown.stdout
     assert len(load("predictions", work, model=MODEL)) == 12
