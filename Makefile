@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: env repro test lint bench push pull s3-up s3-down report
+.PHONY: env repro test lint bench push pull s3-up s3-down report rehearse
 env: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
@@ -22,6 +22,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 repro: $(STAMP)
 	dvc repro
+
+# The paper profile at toy scale on this CPU against a local twin of the Hub (docs/runbook.md): a temporary experiment
+# named rehearsal (`medreg query --rev rehearsal SQL` reads its database), then the checks of what it recorded
+rehearse: $(STAMP)
+	python tests/fixtures/hub/build.py $(CURDIR)/.hub-twin
+	dvc exp remove rehearsal 2>/dev/null || true
+	medreg run -p paper -p rehearsal -S hub.twin=$(CURDIR)/.hub-twin -n rehearsal --temp
+	python -m pytest -q tests/rehearsal_checks.py
 
 # Two pytest workers (pytest-xdist); tests/conftest.py sends each file to one worker, the files running DVC in the shared
 # demo project to the same one, in order (the demo is built once per run)

@@ -185,5 +185,6 @@ def evaluate_adversarial(generator: Generator, rows: pd.DataFrame, traces: pd.Da
     preds["trace_index"] = [r["trace_index"] for r in records]
     preds["target"] = [r["target"] for r in records]
     preds["protocol"] = protocol
+    preds["cue"] = cue if protocol == "prefill" else RECONSIDER_TURN  # what followed the trace: prefill text, or the user's turn
     preds["took_bait"] = (preds["extracted"] == preds["target"]).astype(int)
     return preds

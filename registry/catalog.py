@@ -152,8 +152,9 @@ class HubSource(Strict):
     path: str
     config: str | None = None
     split: str
-    revision: str | None
+    revision: str | None  # a commit, or a branch/tag that ingest resolves and records; null: unpinned (main, if allowed)
     fields: Fields | None = None  # the benchmark's own fields when omitted
+    expert_labels: str | None = None  # another hub source of the benchmark whose expert_category is joined by question text
 
 
 class MirrorFile(Strict):
@@ -317,7 +318,7 @@ class Chat(Strict):
     """How the model is asked: system prompt, prompt style, thinking, chat-template quirks."""
 
     system: str | None = None
-    prompt: Literal["direct", "cot"] = "direct"
+    prompt: Literal["direct", "cot", "strict"] = "direct"  # strict: HuatuoGPT-o1's "The answer is X." prompt
     think: Literal["keep", "strip"] = "keep"  # strip: read the answer after </think>
     template_kwargs: dict[str, Any] = {}  # passed to the chat template (e.g. Qwen3 enable_thinking)
     continue_final_message: bool = False  # openai backend: the server accepts vLLM's continue_final_message (prefill)

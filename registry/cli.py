@@ -10,6 +10,7 @@ import csv
 import io as stdio
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,24 @@ def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
         click.echo("\n".join([line(columns), *map(line, cells)]))
 
 
+def _database_at(rev: str) -> Path:
+    """A temporary copy of the results database as commit, tag or experiment `rev` recorded it (dvc.api: cache, then remote)."""
+    import shutil
+    import tempfile
+
+    import dvc.api
+
+    root = project_root()
+    rel = default_db().relative_to(root)
+    out = Path(tempfile.mkdtemp(prefix="medreg-db-")) / rel.name
+    try:
+        with dvc.api.open(str(rel), repo=str(root), rev=rev, mode="rb") as src, out.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    except Exception as e:  # noqa: BLE001 (unknown revision, output not in cache or remote: one line)
+        raise MedregError(f"--rev {rev}: cannot read {rel}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    return out
+
+
 def _open(db_path: Path | None):
     from registry import db
 
@@ -114,7 +133,8 @@ DB = click.option(
 @click.argument("sql")
 @FORMAT
 @DB
-def query(sql: str, fmt: str, db_path: Path | None) -> None:
+@click.option("--rev", help="The database of this commit, tag or DVC experiment (e.g. one run with --temp), from the DVC cache or remote.")
+def query(sql: str, fmt: str, db_path: Path | None, rev: str | None) -> None:
     """Run read-only SQL (SELECT/EXPLAIN) on the results database and print the result; SQL '-' reads standard input.
 
     The database is opened read-only with no file access: a write, a file read or a bad query exits with status 2
@@ -127,9 +147,12 @@ def query(sql: str, fmt: str, db_path: Path | None) -> None:
       medreg query --format csv "select qid, answer from questions where benchmark = 'medqa'" > medqa.csv
       medreg query --db /elsewhere/results.duckdb - < report.sql
       medreg query 'select experiment, status, "params.evaluate.bootstrap.seed" from experiments order by timestamp'
+      medreg query --rev rehearsal "select distinct source_file from questions"
     """
     from registry import db
 
+    if rev:
+        db_path = _database_at(rev)
     con = _open(db_path)
     sql = sys.stdin.read() if sql == "-" else sql
     _register_experiments(con, sql)
@@ -494,52 +517,59 @@ def s3_stop() -> None:
     click.echo(f"stopped the server (pid {pid})" if s3server.stop(pid) else f"the server (pid {pid}) was not running")
 
 
-PROFILES = Path(__file__).parent / "profiles"
-
-
-def _merge(base: Any, overlay: Any, prefix: str, changed: list[str]) -> None:
-    """Deep-merge `overlay` into the round-trip mapping `base` (comments kept), recording each changed key."""
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value, f"{prefix}{key}.", changed)
-        elif base.get(key) != value:
-            base[key] = value
-            changed.append(f"{prefix}{key}")
+def _profiles() -> list[str]:
+    return sorted(p.stem for p in (Path(__file__).parent / "profiles").glob("*.yaml"))  # registry.params.PROFILES, without importing it
 
 
 @main.command()
-@click.argument("name", type=click.Choice(sorted(p.stem for p in PROFILES.glob("*.yaml"))))
-@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), help="params file (default: the project's).")
-def profile(name: str, params_path: Path | None) -> None:
-    """Apply a params profile (registry/profiles/NAME.yaml) to params.yaml: its values replace the current ones.
+@click.option("--profile", "-p", "profiles", multiple=True, type=click.Choice(_profiles()), help="Profile to apply (repeatable; later ones win).")
+@click.option("--set-param", "-S", "overrides", multiple=True, metavar="KEY=VALUE", help="A params value after the profiles (as dvc exp run -S).")
+@click.option("--name", "-n", help="Experiment name.")
+@click.option("--temp", is_flag=True, help="Run in a temporary directory: the workspace is untouched; results in the experiment.")
+@click.option("--queue", is_flag=True, help="Queue the experiment (start with `dvc queue start`).")
+@click.option("--dry-run", is_flag=True, help="Print the dvc exp run command after checking the params it composes; run nothing.")
+def run(profiles: tuple[str, ...], overrides: tuple[str, ...], name: str | None, temp: bool, queue: bool, dry_run: bool) -> None:
+    """Run the pipeline as a DVC experiment with profiles (registry/profiles/NAME.yaml) chosen at launch.
 
-    The result is validated before params.yaml is rewritten (comments kept); `git diff params.yaml` shows the
-    change, and `dvc repro` (or `dvc exp run`) runs it. Profiles: mirror (the real data offline, on CPU) and paper
-    (the study's recipe on Llama-3.1-8B-Instruct, 8 GPUs).
+    The profiles become `dvc exp run -S key=value` overrides: params.yaml stays as committed, and the experiment's
+    own params.yaml records every value and `profile` (e.g. paper+rehearsal); `dvc exp show` and `medreg experiments`
+    list it. The composed params are validated first, so a bad value is refused before anything runs. Profiles: mirror
+    (the real data offline, on CPU), paper (the study's recipe on Llama-3.1-8B-Instruct, 8 GPUs), rehearsal (the
+    paper profile at toy scale on CPU, after paper).
 
     \b
     Example:
-      medreg profile mirror && dvc repro
-      medreg profile paper --params params.yaml
+      medreg run -p mirror
+      medreg run -p paper -S evaluate.questions.limit=100 -n paper-100
+      medreg run -p paper -p rehearsal -S hub.twin=$PWD/.hub-twin --temp
     """
-    from ruamel.yaml import YAML
+    import shutil
+    import subprocess
+    import tempfile
 
-    from registry import catalog
-    from registry.io import atomic_path
-    from registry.params import load_params
+    from dvc.utils.hydra import apply_overrides
 
-    path = params_path or project_root() / "params.yaml"
-    yaml = YAML(typ="rt")
-    yaml.width = 4096  # keep long lines as they are
-    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    data = catalog.load_yaml(path)
-    changed: list[str] = []
-    _merge(data, catalog.load_yaml(PROFILES / f"{name}.yaml"), "", changed)
-    with atomic_path(path) as tmp:
-        with tmp.open("w", encoding="utf-8") as f:
-            yaml.dump(data, f)
-        load_params(tmp)  # refuse, leaving params.yaml as it was, if the result is not valid
-    click.echo(f"{path}: applied profile {name}: {len(changed)} value(s) changed ({', '.join(changed)})")
+    from registry.params import load_params, profile_overrides
+
+    root = project_root()
+    try:
+        sets = [*profile_overrides(list(profiles), root / "params.yaml"), *overrides] if profiles else list(overrides)
+    except ValueError as e:
+        raise MedregError(str(e)) from None
+    with tempfile.TemporaryDirectory() as tmp:
+        composed = Path(tmp) / "params.yaml"
+        shutil.copy(root / "params.yaml", composed)
+        try:
+            apply_overrides(composed, sets)
+        except Exception as e:  # noqa: BLE001 (Hydra's parse errors: name the override)
+            why = str(e.__cause__ or e).strip().splitlines()[0]
+            raise MedregError(f"-S: {why} (params.yaml has no such key, or the value does not parse)") from None
+        load_params(composed)  # a value the params models refuse: one line naming the key, nothing run
+    cmd = ["dvc", "exp", "run", *(["-n", name] if name else []), *(["--temp"] if temp else []), *(["--queue"] if queue else [])]
+    cmd += [a for s in sets for a in ("-S", s)]
+    click.echo(shlex.join(cmd))
+    if not dry_run:
+        sys.exit(subprocess.run(cmd, cwd=root).returncode)
 
 
 @main.command()

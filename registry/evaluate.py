@@ -11,11 +11,16 @@ from registry.backends import Completion
 from registry.catalog import Model
 from registry.errors import MedregError
 from registry.generation import Generator
-from registry.prompts import build_chat, extract_answer, follows_think_format, prompt_hash
+from registry.prompts import build_chat, extract_answer, follows_think_format, match_choice, prompt_hash
 
 
 def _rank(seed: int, benchmark: str, qid: str) -> str:
     return hashlib.sha256(f"{seed}:{benchmark}:{qid}".encode()).hexdigest()
+
+
+def with_prompt(model: Model, style: str | None) -> Model:
+    """The catalog model asked in prompt style `style` (evaluate.prompt; None keeps the catalog's)."""
+    return model if style is None else model.model_copy(update={"chat": model.chat.model_copy(update={"prompt": style})})
 
 
 def select_questions(questions: pd.DataFrame, labels: pd.DataFrame, benchmarks: str | list[str], limit: int | None, seed: int) -> pd.DataFrame:
@@ -52,6 +57,7 @@ def score(
     out = []
     for r, h, c in zip(records, hashes, completions, strict=True):
         ex = extract_answer(c.text, r["options"], r["answer_format"], model.chat.think)
+        huatuo = match_choice(c.text, r["options"])
         out.append(
             {
                 "model": model.name,
@@ -66,6 +72,9 @@ def score(
                 "correct": int(ex.answer == r["answer"]),
                 "parse_failed": int(ex.parse_failed),
                 "extraction_rule": ex.rule,
+                "huatuo_first": huatuo.first,  # HuatuoGPT-o1's matcher on the same completion (stats: the better of first, last)
+                "huatuo_last": huatuo.last,
+                "huatuo_rule": huatuo.rule,
                 "think_format": int(follows_think_format(c.text, r["options"], r["answer_format"], prefilled)),
                 "tokens": c.tokens,
             }

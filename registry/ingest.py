@@ -5,11 +5,14 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import re
+import subprocess
+import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import pandera.pandas as pa
@@ -78,6 +81,7 @@ class IngestResult:
     problems: list[Problem]
     skipped: dict[str, str]
     files: dict[str, str]
+    revisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # hub reads: name -> repository, revision, commit
 
 
 @dataclass(frozen=True)
@@ -182,11 +186,48 @@ def read_records(path: Path, fmt: str) -> Iterator[Record]:
     yield from _read_jsonl(path) if fmt == "jsonl" else _read_json(path, fmt)
 
 
-def read_hub(spec: HubSource) -> Iterator[Record]:
-    """Yield a Record per row of `datasets.load_dataset` with the pinned path/config/split/revision."""
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def resolve_revision(spec: HubSource, twin: Path | None = None) -> str:
+    """The commit that a hub source's revision (a branch, tag or commit; null: main) names now.
+
+    On the Hub: `HfApi.dataset_info(...).sha`, skipped for a full commit hash. In a twin (`hub.twin`): the repository's git.
+    """
+    revision, where = spec.revision or "main", f"hf://{spec.path}@{spec.revision or 'main'}"
+    if twin is not None:
+        repo = twin / spec.path
+        if not (repo / ".git").exists():
+            raise MedregError(f"hub.twin: {repo} is not a git repository: the twin has no {spec.path}")
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], capture_output=True, text=True)
+        if out.returncode:
+            raise MedregError(f"{where}: revision '{revision}' is not a branch, tag or commit of {repo}")
+        return out.stdout.strip()
+    if COMMIT.match(revision):
+        return revision
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().dataset_info(spec.path, revision=revision).sha
+    except Exception as e:  # not found, offline, auth: name the source, no traceback
+        raise MedregError(f"{where}: cannot resolve the revision to a commit: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
+def read_hub(spec: HubSource, commit: str, twin: Path | None = None) -> Iterator[Record]:
+    """Yield a Record per row of `datasets.load_dataset(path, config, split, revision=commit)`.
+
+    A twin is read at that commit: `load_dataset` ignores `revision` for a local folder, so the commit's tree is
+    checked out (`git archive`) into a temporary folder and loaded from there with the same call.
+    """
     import datasets  # heavy; only the hub source needs it
 
-    ds = datasets.load_dataset(spec.path, spec.config, split=spec.split, revision=spec.revision)
+    if twin is None:
+        ds = datasets.load_dataset(spec.path, spec.config, split=spec.split, revision=commit)
+    else:
+        with tempfile.TemporaryDirectory(prefix="medreg-hub-") as tmp:
+            archive = subprocess.run(["git", "-C", str(twin / spec.path), "archive", commit], capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+            ds = datasets.load_dataset(tmp, spec.config, split=spec.split)
     for i, rec in enumerate(ds):
         yield Record(str(i), dict(rec), None, json.dumps(rec, ensure_ascii=False, default=str))
 
@@ -220,7 +261,7 @@ def parse_options(value: Any) -> dict[str, str]:
         value = dict(zip(LETTERS, value, strict=False))
     if not isinstance(value, dict):
         raise ValueError(f"must be a letter->text mapping, got {type(value).__name__}")
-    return {clean_text(k).upper(): clean_text(v) for k, v in value.items()}
+    return {clean_text(k).upper(): clean_text(v) for k, v in value.items() if v is not None}  # Arrow structs fill absent letters with null
 
 
 def normalise(rec: dict[str, Any], entry: Source, fields: Fields) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -331,6 +372,25 @@ class Reading:
     allow_unpinned: bool
     what: str = "benchmark"  # the name column, and the word in messages
     params: str = "ingest"  # the params section, named in messages
+    twin: Path | None = None  # hub.twin: a local twin of the Hub that every hub source reads from
+
+
+def hub_record(hub: HubSource, commit: str, twin: Path | None) -> dict[str, Any]:
+    """What a hub read is pinned by after the fact: repository, config, split, the revision asked for, the commit read."""
+    where = {"twin": str(twin)} if twin is not None else {}
+    return {"path": hub.path, "config": hub.config, "split": hub.split, "revision": hub.revision, "commit": commit, **where}
+
+
+class Loaded(NamedTuple):
+    """What `load_rows` read: rows, parse problems, skipped entries, files, rows per file, vanished, hub revisions read."""
+
+    rows: pd.DataFrame
+    problems: list[Problem]
+    skipped: dict[str, str]
+    files: dict[str, str]
+    counted: dict[str, int]
+    vanished: list[str]
+    revisions: dict[str, dict[str, Any]]
 
 
 def file_records(root: Path, spec: MirrorFile) -> Iterator[Record]:
@@ -358,8 +418,8 @@ def load_rows(
     explicit: bool = False,
     allow_drop: list[str] | None = None,
     held: dict[str, int] | None = None,
-) -> tuple[pd.DataFrame, list[Problem], dict[str, str], dict[str, str], dict[str, int], list[str]]:
-    """Read and normalise every chosen entry; returns (rows, parse problems, skipped, files, rows per file, vanished).
+) -> Loaded:
+    """Read and normalise every chosen entry: rows, parse problems, skipped, files, rows per file, vanished, hub revisions.
 
     An entry named in params (`explicit`), or `held` by the previous output, must not vanish silently unless `allow_drop`
     lists it: its missing or empty file is reported in `vanished`.
@@ -370,6 +430,7 @@ def load_rows(
     files: dict[str, str] = {}
     counted: dict[str, int] = {}
     vanished: list[str] = []
+    revisions: dict[str, dict[str, Any]] = {}
     held, allow_drop, source = held or {}, allow_drop or [], reading.source
     for name in tqdm(names, desc=f"{reading.params} ({source})", unit=reading.what):
         entry = entries[name]
@@ -397,11 +458,14 @@ def load_rows(
                     raise MedregError(f"{reading.params}: {reading.what} '{name}' has no hub source in the catalog")
                 skipped[name] = "the catalog declares no hub source for it"
                 continue
-            display = f"hf://{hub.path}@{hub.revision or 'main'}/{hub.config or 'default'}/{hub.split}"
+            asked = f"hf://{hub.path}@{hub.revision or 'main'}/{hub.config or 'default'}/{hub.split}"
             if hub.revision is None and not reading.allow_unpinned:
                 allow = f"{reading.params}.allow_unpinned"
-                raise MedregError(f"{display}: {reading.what} '{name}': the hub revision is not pinned (set {allow}: true to accept)")
-            fields, records = hub.fields or entry.fields, read_hub(hub)
+                raise MedregError(f"{asked}: {reading.what} '{name}': the hub revision is not pinned (name a branch or commit, or set {allow}: true)")
+            commit = resolve_revision(hub, reading.twin)
+            revisions[name] = hub_record(hub, commit, reading.twin)
+            display = f"hf://{hub.path}@{commit}/{hub.config or 'default'}/{hub.split}"
+            fields, records = hub.fields or entry.fields, read_hub(hub, commit, reading.twin)
         n = 0
         try:
             for rec in records:
@@ -427,12 +491,12 @@ def load_rows(
             continue
         files[name], counted[display] = display, n
     df = pd.DataFrame(rows, columns=[*columns, "_raw"])
+    kinds = {"n_options": "int64", "options": "object", "study_p_reasoning": "float64"}
     if df.empty:  # every row was rejected: give the empty table the schema's types
-        kinds = {"n_options": "int64", "options": "object", "study_p_reasoning": "float64"}
         df = df.astype({c: kinds.get(c, "str") for c in df.columns})
-    elif "study_category" in df:  # the study's labels: null for every source but the study collection
-        df = df.astype({"study_category": "str", "study_p_reasoning": "float64"})
-    return df, problems, skipped, files, counted, vanished
+    else:  # a column no chosen source fills (the study's labels outside the collection; `response` in m23k_clean): typed null
+        df = df.astype({c: kinds.get(c, "str") for c in df.columns if df[c].isna().all() and c != "options"})
+    return Loaded(df, problems, skipped, files, counted, vanished, revisions)
 
 
 def schema_problems(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str = "benchmark") -> list[Problem]:
@@ -457,6 +521,32 @@ def schema_problems(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str = "b
     return problems
 
 
+def _text_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def with_expert_labels(
+    df: pd.DataFrame, catalog: Mapping[str, Benchmark], names: list[str], reading: Reading, columns: list[str], hub_source: str
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Fill `expert_category` from the hub source each benchmark's `expert_labels` names, matching questions by their text.
+
+    The study collection has no expert labels (MedXpertQA's `question_type` is in its authors' release, not in the
+    collection); the classifier trains on these. Returns the rows and the revisions read.
+    """
+    wanted = {n: catalog[n].hub[hub_source].expert_labels for n in names}
+    missing = [f"{n}.hub.{hub_source}.expert_labels: {s}" for n, s in wanted.items() if s not in catalog[n].hub]
+    if missing:
+        raise MedregError(f"registry/benchmarks.yaml: not a hub source of the benchmark: {', '.join(missing)}")
+    labels_of = lambda e: e.hub[e.hub[hub_source].expert_labels]  # noqa: E731
+    labels_reading = Reading("hub", reading.root, reading.file_of, labels_of, reading.allow_unpinned, twin=reading.twin)
+    loaded = load_rows(catalog, names, labels_reading, columns, explicit=True)
+    experts = loaded.rows.dropna(subset=["expert_category"])
+    by_text = {(b, _text_key(q)): c for b, q, c in zip(experts["benchmark"], experts["question"], experts["expert_category"], strict=True)}
+    found = [by_text.get((b, _text_key(q))) for b, q in zip(df["benchmark"], df["question"], strict=True)]
+    df = df.assign(expert_category=[e if pd.isna(f) else f for e, f in zip(df["expert_category"], found, strict=True)])
+    return df, loaded.revisions
+
+
 def ingest(
     catalog: dict[str, Benchmark],
     source: str,
@@ -467,6 +557,7 @@ def ingest(
     on_invalid: str = "fail",
     allow_drop: list[str] | None = None,
     previous: pd.DataFrame | None = None,
+    twin: Path | None = None,
 ) -> IngestResult:
     """Load, normalise and validate the chosen benchmarks; raise IngestError if rows are invalid and on_invalid is fail.
 
@@ -480,11 +571,16 @@ def ingest(
     unknown = [n for n in names if n not in catalog]
     if unknown:
         raise MedregError(f"ingest.benchmarks: unknown benchmark(s) {unknown} (the catalog has {', '.join(catalog)})")
-    reading = Reading(source, root, lambda e: e.mirror, lambda e: e.hub.get(hub_source), allow_unpinned)
+    reading = Reading(source, root, lambda e: e.mirror, lambda e: e.hub.get(hub_source), allow_unpinned, twin=twin)
     columns = list(QuestionsSchema.to_schema().columns)
-    df, problems, skipped, files, counted, vanished = load_rows(
+    df, problems, skipped, files, counted, vanished, revisions = load_rows(
         catalog, names, reading, columns, benchmarks != "all", allow_drop or [], _held_before(previous, source)
     )
+    if source == "hub":
+        labels = [n for n in files if catalog[n].hub[hub_source].expert_labels]
+        if labels:
+            df, label_reads = with_expert_labels(df, catalog, labels, reading, columns, hub_source)
+            revisions = {**revisions, **{f"{n}.expert_labels": r for n, r in label_reads.items()}}
     if not files and not vanished:
         looked = ", ".join(catalog[n].mirror.file for n in names[:3]) + (", ..." if len(names) > 3 else "")
         where = f"hub source '{hub_source}'" if source == "hub" else f"{root} (looked for {looked})"
@@ -497,7 +593,7 @@ def ingest(
     bad = {(p.file, p.row) for p in problems}
     keep = [(f, r) not in bad for f, r in zip(df["source_file"], df["source_row"], strict=True)]
     questions = df[keep].drop(columns="_raw").reset_index(drop=True)
-    return IngestResult(questions, problems, skipped, files)
+    return IngestResult(questions, problems, skipped, files, revisions)
 
 
 def quarantine_frame(problems: list[Problem]) -> pd.DataFrame:
@@ -543,4 +639,5 @@ def ingest_metrics(result: IngestResult, source: str) -> dict[str, Any]:
         "skipped": result.skipped,
         "n_skipped": len(result.skipped),
         "quarantined_rows": len({(p.file, p.row) for p in result.problems}),
+        "revisions": result.revisions,
     }

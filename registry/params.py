@@ -6,6 +6,7 @@ Names given in params (benchmarks, models) are checked against the catalogs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from registry.catalog import Strict
 from schemas.vocab import Backend, Protocol, Source
 
 PARAMS_YAML = "params.yaml"
+PROFILES = Path(__file__).parent / "profiles"  # NAME.yaml: values that replace params.yaml's, chosen at launch (`medreg run --profile`)
 
 
 def _names(value: Any, what: str, all_ok: bool = False, empty_ok: bool = False) -> Any:
@@ -144,6 +146,7 @@ class Classifier(Strict):
 class Label(Strict):
     """Categorising every question with the trained classifier."""
 
+    source: Literal["classifier", "study"]  # study: the study collection's is_reasoning / reasoning_prob (hub source study)
     prefer_expert: bool  # category = the expert's where the source has one
     batch_size: int = Field(gt=0)
     quantize: bool
@@ -219,6 +222,7 @@ class Evaluate(Strict):
     """Clean evaluation: models, questions, generation overrides, runtime, bootstrap."""
 
     models: Models
+    prompt: Literal["direct", "cot", "strict"] | None  # null: each model's catalog chat.prompt
     questions: Questions
     generation: GenerationOverrides
     runtime: Runtime
@@ -367,10 +371,25 @@ class Cpu(Strict):
     threads: int = Field(gt=0)  # torch threads on CPU: training and inference are bit-identical for a given count
 
 
+class Hub(Strict):
+    """Where hub sources are read from."""
+
+    twin: Path | None  # null: the Hugging Face Hub; else a local twin laid out like it (owner/name git repositories)
+
+    @field_validator("twin")
+    @classmethod
+    def _twin(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_dir():
+            raise ValueError(f"{v} is not a directory (build one with: python tests/fixtures/hub/build.py {v})")
+        return v
+
+
 class Params(Strict):
     """Every section of params.yaml."""
 
+    profile: str  # the profiles applied at launch, joined by '+' (params.yaml itself: demo)
     cpu: Cpu
+    hub: Hub
     ingest: Ingest
     classifier: Classifier
     label: Label
@@ -386,3 +405,47 @@ def load_params(path: Path | str = PARAMS_YAML) -> Params:
     data = catalog.load_yaml(path)
     evaluated = data.get("evaluate", {}).get("models", []) if isinstance(data, dict) else []
     return catalog.check(Params, data, path, context={"evaluated": evaluated if isinstance(evaluated, list) else []})
+
+
+def _override_value(value: Any) -> str:
+    """A value in Hydra's override grammar (what `dvc exp run -S key=value` parses)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_override_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", text) and text.lower() not in ("true", "false", "null", "nan", "inf"):
+        return text
+    return "'" + text.replace("'", "\\'") + "'"  # Hydra: a backslash escapes only a quote (or backslashes before one)
+
+
+def _leaves(base: Any, overlay: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for key, value in overlay.items():
+        here = base.get(key) if isinstance(base, dict) else None
+        if isinstance(value, dict) and value and isinstance(here, dict):
+            _leaves(here, value, f"{prefix}{key}.", out)
+        else:
+            out[f"{prefix}{key}"] = value
+
+
+def profile_overrides(names: list[str], params_path: Path | str = PARAMS_YAML) -> list[str]:
+    """`dvc exp run -S` overrides applying registry/profiles/NAME.yaml in order (later profiles win), and `profile`.
+
+    A mapping in a profile merges into the params' mapping key by key; any other value replaces the params' value.
+    """
+    base = catalog.load_yaml(Path(params_path))
+    leaves: dict[str, Any] = {}
+    for name in names:
+        path = PROFILES / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
+            raise ValueError(f"--profile {name}: no {path} (profiles: {known})")
+        _leaves(base, catalog.load_yaml(path) or {}, "", leaves)
+    leaves["profile"] = "+".join(names)
+    return [f"{key}={_override_value(value)}" for key, value in leaves.items()]

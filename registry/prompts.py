@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -22,8 +23,19 @@ INSTRUCTIONS = {
 }
 
 
+# HuatuoGPT-o1's "strict" evaluation prompt (its eval.py, sentence repeated as upstream has it), used by third-party
+# evaluations of the study's collection: instruction, question, lettered options (yes/no/maybe too), one per line
+STRICT = (
+    "Please answer the following multiple-choice questions. Please answer the following multiple-choice questions, "
+    "ensuring your response concludes with the correct option in the format: 'The answer is A.'."
+)
+
+
 def user_prompt(row: dict[str, Any], style: str = "direct") -> str:
-    """The question as the user turn: context, question, lettered options, instruction."""
+    """The question as the user turn: context, question, lettered options, instruction (strict: instruction first)."""
+    if style == "strict":
+        context = [row["context"]] if isinstance(row.get("context"), str) and row["context"] else []
+        return "\n".join([STRICT, *context, row["question"], *(f"{k}. {v}" for k, v in row["options"].items())])
     parts = [row["context"]] if isinstance(row.get("context"), str) and row["context"] else []
     parts.append(f"Question: {row['question']}")
     if row["answer_format"] == "letter":
@@ -140,3 +152,51 @@ def extract_answer(completion: str, options: dict[str, str], answer_format: str 
     if len(parens) == 1:
         return Extraction(parens.pop(), False, "parenthesised letter")
     return Extraction(None, True, "no answer found")
+
+
+@dataclass(frozen=True)
+class ChoiceMatch:
+    """HuatuoGPT-o1's reading of a completion: the first and the last option it matched, and by which rule."""
+
+    first: str
+    last: str
+    rule: str  # answer phrase | letter | option text | closest string
+
+
+_AFTER = ("## Final Response\n\n", "## Final Answer\n\n", "</think>")  # read what follows the first marker found
+_ANSWER_IS = re.compile(r"answer is\s*?([A-N])", re.S)
+
+
+def match_choice(text: str, options: dict[str, str]) -> ChoiceMatch:
+    """HuatuoGPT-o1's choice matcher, as third-party evaluations of the study's collection score it.
+
+    Rules in order: "answer is X" (X in A-N); a lone option letter between non-word characters (not "A " / "a "
+    starting a phrase); an option's text in the completion (lower-cased; both first and last take the option whose
+    occurrence starts latest, as upstream does); else the option whose text is closest to the whole completion
+    (difflib ratio, the later option on ties). Something is always chosen; a benchmark's accuracy is the better of
+    the first and the last matches (stats.summarise).
+    """
+    for marker in _AFTER:
+        if marker in text:
+            text = text.split(marker)[-1]
+            break
+    found = _ANSWER_IS.findall(text)
+    if found:
+        return ChoiceMatch(found[0], found[-1], "answer phrase")
+    letters = "ABCDEFGHIJKLMN"[: len(options)]
+    lone = re.compile(r"([\u4e00-\u9fff]|is |是|项|\*|\W|\ |\(|为|^|'|\"|#)(?![aA] )([" + letters + r"])(\W|[\u4e00-\u9fff]|$)", re.S)
+    found = [m.group(2) for m in lone.finditer(text)]
+    if found:
+        return ChoiceMatch(found[0], found[-1], "letter")
+    low = text.lower()
+    present = [k for k, v in options.items() if v.lower() in low]
+    if present:
+        last = max(present, key=lambda k: low.rindex(options[k].lower()))
+        first = max(present, key=lambda k: low.index(options[k].lower()))
+        return ChoiceMatch(first, last, "option text")
+    best, closest = -1.0, next(iter(options))
+    for k, v in options.items():
+        ratio = difflib.SequenceMatcher(None, v.lower(), low).ratio()
+        if ratio >= best:
+            best, closest = ratio, k
+    return ChoiceMatch(closest, closest, "closest string")

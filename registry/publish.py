@@ -3,11 +3,13 @@
 Artifacts are declared in dvc.yaml (`artifacts:`); a version is a git tag `name@vX.Y.Z` made by GTO on a commit whose
 dvc.lock records the artifact's outputs, so `dvc artifacts get`, `dvc import --rev name@vX.Y.Z` and `dvc.api` read
 exactly those bytes from the remote. A release is refused while the artifact or anything it depends on is stale, the
-pipeline files are uncommitted, or the outputs are not in the remote.
+pipeline files are uncommitted, hub data was read at a revision not resolved to a commit, or the outputs are not in
+the remote.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -41,15 +43,38 @@ def _git(root: Path, *args: str) -> str:
     return out.stdout
 
 
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+HUB_READS = ("data/metrics/ingest.json", "data/metrics/train_data.json")  # where ingest and select_training record hub reads
+
+
+def unresolved_revisions(root: Path) -> list[str]:
+    """Hub reads in the pipeline's outputs that are not pinned to a commit after the fact (every artifact descends from them)."""
+    found = []
+    for rel in HUB_READS:
+        path = root / rel
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        if metrics.get("source") != "hub":
+            continue
+        revisions = metrics.get("revisions")
+        if not revisions:
+            found.append(f"{rel}: read from the hub with no revisions recorded (re-run the stage)")
+        found += [f"{rel}: {n} ({r.get('path')}@{r.get('revision')})" for n, r in (revisions or {}).items() if not COMMIT.match(str(r.get("commit")))]
+    return found
+
+
 def release_blockers(root: Path, name: str, remote: str | None = None) -> list[str]:
     """Why artifact `name` cannot be released now (empty when it can).
 
-    Uncommitted pipeline files, stale stages, or outputs missing from the remote (`remote`, else the default).
+    Uncommitted pipeline files, hub data not resolved to a commit, stale stages, or outputs missing from the remote
+    (`remote`, else the default).
     """
     from dvc.repo import Repo
 
     path = artifact(root, name)["path"]
     blockers = []
+    unresolved = unresolved_revisions(root)
+    if unresolved:
+        blockers.append(f"built from hub data at an unresolved revision: {'; '.join(unresolved)}")
     dirty = [line[3:] for line in _git(root, "status", "--porcelain", "--", *PIPELINE_FILES).splitlines()]
     if dirty:
         blockers.append(f"uncommitted changes to {', '.join(dirty)}: commit them, so the tag records these outputs")

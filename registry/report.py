@@ -176,7 +176,8 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def summary_rows(summary) -> list[dict[str, Any]]:
-    """The summary as model x benchmark rows with one cell per category (accuracy, CI, correct/n); pooled rows last."""
+    """The summary (our scorer) as model x benchmark rows with one cell per category (accuracy, CI, correct/n); pooled rows last."""
+    summary = summary[summary["scorer"] == "medreg"]
     benchmarks = sorted(set(summary["benchmark"]) - {"all"}) + (["all"] if "all" in set(summary["benchmark"]) else [])
     cells = {(r.model, r.benchmark, r.category): r for r in summary.itertuples(index=False)}
     rows = []

@@ -38,16 +38,30 @@ def bootstrap_ci(correct: int, n: int, n_boot: int, seed: int, level: float = 0.
     return float(lo), float(hi)
 
 
+SCORERS = ("medreg", "huatuo")  # ours (prompts.extract_answer) | HuatuoGPT-o1's matcher (prompts.match_choice)
+
+
 def summarise(preds: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Model x benchmark (and 'all') x category (reasoning, knowledge, all): n, correct, accuracy, 95% bootstrap CI."""
+    """Model x benchmark (and 'all') x category (reasoning, knowledge, all) x scorer: n, correct, accuracy, 95% bootstrap CI.
+
+    scorer medreg: our extraction (unreadable answers are wrong). huatuo: HuatuoGPT-o1's scoring of the same
+    completions: the better of the first-match and the last-match accuracy of the cell (`match`: which), as upstream
+    scores each benchmark; `parse_failed` counts its closest-string guesses.
+    """
     rows = []
     for model, bench, category, s in cells(preds):
-        n, k = len(s), int(s["correct"].sum())
-        lo, hi = bootstrap_ci(k, n, n_boot, seed_of(seed, model, bench, category))
-        rows.append(
-            {"model": model, "benchmark": bench, "category": category, "n": n, "correct": k, "accuracy": k / n,
-             "ci_low": lo, "ci_high": hi, "parse_failed": int(s["parse_failed"].sum()), "think_format": float(s["think_format"].mean())}
-        )  # fmt: skip
+        n, think = len(s), float(s["think_format"].mean())
+        first, last = int((s["huatuo_first"] == s["answer"]).sum()), int((s["huatuo_last"] == s["answer"]).sum())
+        match, k_huatuo = ("first", first) if first > last else ("last", last)
+        for scorer, k, chosen, failed, salt in (
+            ("medreg", int(s["correct"].sum()), None, int(s["parse_failed"].sum()), ()),
+            ("huatuo", k_huatuo, match, int((s["huatuo_rule"] == "closest string").sum()), ("huatuo",)),
+        ):
+            lo, hi = bootstrap_ci(k, n, n_boot, seed_of(seed, model, bench, category, *salt))
+            rows.append(
+                {"model": model, "benchmark": bench, "category": category, "scorer": scorer, "match": chosen, "n": n, "correct": k,
+                 "accuracy": k / n, "ci_low": lo, "ci_high": hi, "parse_failed": failed, "think_format": think}
+            )  # fmt: skip
     return pd.DataFrame(rows)
 
 

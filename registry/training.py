@@ -29,8 +29,15 @@ from schemas.training import TrainingRowsSchema
 # ---------------------------------------------------------------- loading
 
 
-def load(catalog: dict[str, TrainingSource], source: str, root: Path | str, names: list[str] | str = "all", allow_unpinned: bool = False):
-    """Every row of the chosen training datasets from `source`, validated; returns (rows, skipped, files).
+def load(
+    catalog: dict[str, TrainingSource],
+    source: str,
+    root: Path | str,
+    names: list[str] | str = "all",
+    allow_unpinned: bool = False,
+    twin: Path | None = None,
+):
+    """Every row of the chosen training datasets from `source`, validated; returns (rows, skipped, files, hub revisions).
 
     A dataset the source does not have is skipped (and reported); one named explicitly must be there.
     """
@@ -38,9 +45,10 @@ def load(catalog: dict[str, TrainingSource], source: str, root: Path | str, name
     if source != "hub" and not root.is_dir():
         raise MedregError(f"train_data.{source}_dir: {root} does not exist or is not a directory")
     chosen = list(catalog) if names == "all" else list(names)
-    reading = Reading(source, root, lambda e: e.demo if source == "demo" else e.mirror, lambda e: e.hub, allow_unpinned, "dataset", "train_data")
+    file_of = (lambda e: e.demo) if source == "demo" else (lambda e: e.mirror)
+    reading = Reading(source, root, file_of, lambda e: e.hub, allow_unpinned, "dataset", "train_data", twin)
     columns = [c for c in TrainingRowsSchema.to_schema().columns if c != "kind"]
-    df, problems, skipped, files, counted, vanished = load_rows(catalog, chosen, reading, columns, explicit=names != "all")
+    df, problems, skipped, files, counted, vanished, revisions = load_rows(catalog, chosen, reading, columns, explicit=names != "all")
     if vanished:
         raise MedregError("\n".join(vanished))
     df.insert(2, "kind", df["dataset"].map(lambda d: catalog[d].kind).astype("str"))
@@ -49,7 +57,7 @@ def load(catalog: dict[str, TrainingSource], source: str, root: Path | str, name
         raise IngestError(problems, " (train_data: fix the rows or leave the dataset out of train_data.datasets)", counted)
     if df.empty:
         raise MedregError(f"train_data: no training rows in {root if source != 'hub' else 'the hub'} for {', '.join(chosen)}")
-    return df.drop(columns="_raw").reset_index(drop=True), skipped, files
+    return df.drop(columns="_raw").reset_index(drop=True), skipped, files, revisions
 
 
 # ---------------------------------------------------------------- decontamination

@@ -30,6 +30,7 @@ class AdversarialPredictionsSchema(PredictionsSchema):
     trace_index: Series[int] = pa.Field(ge=0)
     target: Series[str] = pa.Field(isin=list(LETTERS))
     protocol: Series[str] = pa.Field(isin=values(Protocol))
+    cue: Series[str]  # what followed the trace: the prefill cue, or the reconsider turn
     took_bait: Series[int] = pa.Field(isin=[0, 1])
 
     class Config:

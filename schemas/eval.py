@@ -21,6 +21,9 @@ class PredictionsSchema(pa.DataFrameModel):
     correct: Series[int] = pa.Field(isin=[0, 1])  # 0/1, so avg(correct) is an accuracy in SQL
     parse_failed: Series[int] = pa.Field(isin=[0, 1])
     extraction_rule: Series[str]
+    huatuo_first: Series[str] = pa.Field(isin=list(LETTERS))  # HuatuoGPT-o1's matcher: first and last option matched
+    huatuo_last: Series[str] = pa.Field(isin=list(LETTERS))
+    huatuo_rule: Series[str] = pa.Field(isin=["answer phrase", "letter", "option text", "closest string"])
     think_format: Series[int] = pa.Field(isin=[0, 1])  # a think block closed once, then one parseable answer
     tokens: Series[int] = pa.Field(ge=0)
 
@@ -38,11 +41,13 @@ class PredictionsSchema(pa.DataFrameModel):
 
 
 class SummarySchema(pa.DataFrameModel):
-    """Model x benchmark ('all' = pooled) x category ('all' = both): accuracy with a 95% bootstrap CI."""
+    """Model x benchmark ('all' = pooled) x category ('all' = both) x scorer: accuracy with a 95% bootstrap CI."""
 
     model: Series[str]
     benchmark: Series[str]
     category: Series[str] = pa.Field(isin=[*values(Category), "all"])
+    scorer: Series[str] = pa.Field(isin=["medreg", "huatuo"])  # ours | HuatuoGPT-o1's matcher, on the same completions
+    match: Series[str] = pa.Field(nullable=True, isin=["first", "last"])  # huatuo: the better of its first and last matches
     n: Series[int] = pa.Field(gt=0)
     correct: Series[int] = pa.Field(ge=0)
     accuracy: Series[float] = pa.Field(ge=0, le=1)
@@ -53,7 +58,7 @@ class SummarySchema(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["model", "benchmark", "category"]
+        unique = ["model", "benchmark", "category", "scorer"]
 
     @pa.dataframe_check(name="ci_low <= accuracy <= ci_high")
     def ci_brackets(cls, df):

@@ -14,8 +14,8 @@ from schemas.vocab import LETTERS, AnswerFormat, Category, values
 class LabelsSchema(pa.DataFrameModel):
     """One row per ingested question, self-contained: the published reasoning/knowledge split.
 
-    The question as asked, its gold answer, its category (reasoning or knowledge), the classifier's probability and
-    where the category came from.
+    The question as asked, its gold answer, its category (reasoning or knowledge), the probability and threshold that
+    category came from (the classifier's, or the study collection's with label.source study) and where it came from.
     """
 
     benchmark: Series[str]
@@ -27,7 +27,7 @@ class LabelsSchema(pa.DataFrameModel):
     answer_format: Series[str] = pa.Field(isin=values(AnswerFormat))
     category: Series[str] = pa.Field(isin=values(Category))
     p_reasoning: Series[float] = pa.Field(ge=0, le=1)
-    category_source: Series[str] = pa.Field(isin=["classifier", "expert"])
+    category_source: Series[str] = pa.Field(isin=["classifier", "expert", "study"])  # study: the collection's is_reasoning
     predicted_category: Series[str] = pa.Field(isin=values(Category))
     expert_category: Series[str] = pa.Field(nullable=True, isin=values(Category))
     study_category: Series[str] = pa.Field(nullable=True, isin=values(Category))  # the study's own label (is_reasoning), where ingested

@@ -3,7 +3,7 @@
 from registry import catalog, io
 from registry.adversarial import RECONSIDER_CUE, evaluate_adversarial
 from registry.errors import MedregError, run_stage
-from registry.evaluate import select_questions
+from registry.evaluate import select_questions, with_prompt
 from registry.generation import CompletionCache, Generator, generation_settings, pinned_weights
 from registry.params import load_params
 from stages import pin_cpu
@@ -14,7 +14,7 @@ def main(name: str) -> None:
     params = load_params()
     ev, adv = params.evaluate, params.adversarial
     pin_cpu(params.cpu.threads)
-    model = catalog.model(name)
+    model = with_prompt(catalog.model(name), ev.prompt)
     rows = select_questions(io.load("questions"), io.load("splits"), ev.questions.benchmarks, ev.questions.limit, ev.questions.seed)
     traces = io.load("adversarial_traces")
     if traces.merge(rows, on=["benchmark", "qid"]).empty:

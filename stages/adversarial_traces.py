@@ -1,5 +1,7 @@
 """Stage adversarial_traces: misleading reasoning traces toward a wrong option, per selected question (versioned)."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from registry import catalog, io
@@ -7,15 +9,16 @@ from registry.adversarial import TRACE_COLUMNS, generate_traces, study_traces
 from registry.errors import MedregError, run_stage
 from registry.evaluate import select_questions
 from registry.generation import CompletionCache, Generator, generation_settings, pinned_weights
-from registry.ingest import read_hub
+from registry.ingest import hub_record, read_hub, resolve_revision
 from registry.params import load_params
 from stages import pin_cpu
 
 
-def from_study(rows: pd.DataFrame, allow_unpinned: bool) -> tuple[pd.DataFrame, int, dict[str, dict[str, int]]]:
+def from_study(rows: pd.DataFrame, allow_unpinned: bool, twin: Path | None = None) -> tuple[pd.DataFrame, int, dict[str, dict]]:
     """Traces shipped with zou-lab/BioMed-R1-Eval for the selected questions, matched by question text.
 
-    Returns (traces, unusable traces, per benchmark: questions, matched, unmatched, ambiguous, traces, unusable).
+    Returns (traces, unusable traces, per benchmark: questions, matched, unmatched, ambiguous, traces, unusable and the
+    revision read: repository, revision asked for, commit).
     """
     out, report = [], {}
     for bench, g in rows.groupby("benchmark"):
@@ -23,10 +26,12 @@ def from_study(rows: pd.DataFrame, allow_unpinned: bool) -> tuple[pd.DataFrame, 
         spec = entry.hub["study"]
         if spec.revision is None and not allow_unpinned:
             raise MedregError(f"benchmark '{bench}': the study collection's revision is not pinned (evaluate.runtime.allow_unpinned)")
-        found, match = study_traces(read_hub(spec), str(bench), spec.fields or entry.fields, g.to_dict("records"))
+        commit = resolve_revision(spec, twin)
+        found, match = study_traces(read_hub(spec, commit, twin), str(bench), spec.fields or entry.fields, g.to_dict("records"))
         out += found
         report[str(bench)] = {"questions": match.questions, "matched": match.matched, "unmatched": match.unmatched,
-                              "ambiguous": match.ambiguous, "traces": match.traces, "unusable": match.unusable}  # fmt: skip
+                              "ambiguous": match.ambiguous, "traces": match.traces, "unusable": match.unusable,
+                              "revision": hub_record(spec, commit, twin)}  # fmt: skip
         print(f"  {bench:<26} {match.matched} of {match.questions} questions in the study collection ({match.unmatched} unmatched); "
               f"{match.traces} traces, {match.unusable} unusable")  # fmt: skip
     if rows.empty or not any(r["matched"] for r in report.values()):
@@ -45,7 +50,7 @@ def main() -> None:
     rows = select_questions(io.load("questions"), io.load("splits"), ev.questions.benchmarks, ev.questions.limit, ev.questions.seed)
     study: dict[str, dict[str, int]] = {}
     if adv.source == "study":
-        traces, dropped, study = from_study(rows, ev.runtime.allow_unpinned)
+        traces, dropped, study = from_study(rows, ev.runtime.allow_unpinned, params.hub.twin)
     else:
         pin_cpu(params.cpu.threads)
         model = catalog.model(adv.generator)

@@ -2,7 +2,7 @@
 
 from registry import catalog, io
 from registry.errors import run_stage
-from registry.evaluate import evaluate, select_questions
+from registry.evaluate import evaluate, select_questions, with_prompt
 from registry.generation import CompletionCache, Generator, generation_settings, pinned_weights
 from registry.params import load_params
 from stages import pin_cpu
@@ -13,7 +13,7 @@ def main(name: str) -> None:
     params = load_params()
     ev = params.evaluate
     pin_cpu(params.cpu.threads)
-    model = catalog.model(name)
+    model = with_prompt(catalog.model(name), ev.prompt)
     rows = select_questions(io.load("questions"), io.load("splits"), ev.questions.benchmarks, ev.questions.limit, ev.questions.seed)
     cache = CompletionCache(catalog.dataset_path("completions", model=name))
     if cache.torn:

@@ -10,7 +10,8 @@ from registry.params import load_params
 
 def main() -> None:
     """Ingest the benchmarks chosen in params; refuse, writing nothing, if rows are invalid or a benchmark would vanish."""
-    p = load_params().ingest
+    params = load_params()
+    p = params.ingest
     previous = io.load("questions") if catalog.dataset_path("questions").exists() else None
     result = ingest(
         catalog.benchmarks(),
@@ -22,6 +23,7 @@ def main() -> None:
         on_invalid=p.on_invalid,
         allow_drop=p.allow_drop,
         previous=previous,
+        twin=params.hub.twin,
     )
     rejected = quarantine_frame(result.problems)
     metrics = ingest_metrics(result, p.source)

@@ -1,10 +1,12 @@
 """Stage label: put every ingested question in a category, reasoning-heavy or knowledge-heavy, with the trained classifier."""
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from registry import catalog, classifier, io
-from registry.errors import run_stage
+from registry.errors import MedregError, run_stage
 from registry.params import load_params
 from registry.stats import bootstrap_ci, seed_of
 from stages import pin_cpu
@@ -30,8 +32,27 @@ def study_agreement(out: pd.DataFrame) -> dict | None:
     return {"agreement": round(float(agree.mean()), 4), "n": len(studied), "by_benchmark": by}
 
 
+def study_split(scored: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """The study's own split (label.source study): the collection's is_reasoning, reasoning_prob and reasoning_threshold."""
+    missing = scored[scored["study_category"].isna()]
+    if len(missing):
+        counts = ", ".join(f"{b} ({n})" for b, n in missing.groupby("benchmark").size().items())
+        raise MedregError(
+            f"label.source: study: {len(missing)} question(s) have no study label: {counts}; "
+            "the study's split comes with ingest.source: hub and ingest.hub_source: study (else label.source: classifier)"
+        )
+    threshold = scored["meta"].map(lambda m: json.loads(m).get("reasoning_threshold") if isinstance(m, str) else None)
+    if threshold.isna().any():
+        row = scored[threshold.isna()].iloc[0]
+        raise MedregError(f"label.source: study: question {row['benchmark']}/{row['qid']} has no reasoning_threshold in its meta")
+    return scored["study_category"], scored["study_p_reasoning"], threshold.astype("float64")
+
+
 def main() -> None:
-    """Categorise every question; the expert's category wins where the source has one (label.prefer_expert)."""
+    """Categorise every question: the classifier's, the expert's where the source has one (label.prefer_expert), or the study's.
+
+    label.source study takes the collection's own split; our classifier's agreement with it is reported either way.
+    """
     all_params = load_params()
     params = all_params.label
     pin_cpu(all_params.cpu.threads)
@@ -43,17 +64,23 @@ def main() -> None:
 
     expert = scored["expert_category"]
     use_expert = expert.notna() & params.prefer_expert
+    category = pd.Series(np.where(use_expert, expert, scored["category"]), index=scored.index)
+    source = pd.Series(np.where(use_expert, "expert", "classifier"), index=scored.index)
+    p_reasoning, threshold = scored["p_reasoning"], scored["threshold"]
+    if params.source == "study":
+        category, p_reasoning, threshold = study_split(scored)
+        source = pd.Series("study", index=scored.index)
     out = pd.DataFrame(
         {
             **{c: scored[c] for c in ("benchmark", "qid", "question", "context", "options", "answer", "answer_format")},
-            "category": np.where(use_expert, expert, scored["category"]),
-            "p_reasoning": scored["p_reasoning"],
-            "category_source": np.where(use_expert, "expert", "classifier"),
+            "category": category,
+            "p_reasoning": p_reasoning,
+            "category_source": source,
             "predicted_category": scored["category"],
             "expert_category": expert,
             "study_category": scored["study_category"],
             "study_p_reasoning": scored["study_p_reasoning"],
-            "threshold": scored["threshold"],
+            "threshold": threshold,
             "cv_fold": scored["cv_fold"].astype("Int64"),
         }
     )
@@ -62,6 +89,7 @@ def main() -> None:
     by_benchmark = {str(b): g for b, g in out.groupby("benchmark", sort=True)}
     missing = [b for b in catalog.benchmarks() if b not in by_benchmark]
     metrics = {
+        "source": params.source,
         "questions": len(out),
         "reasoning_share": share(out["category"])["share"],
         "reasoning_share_by_benchmark": {b: share(g["category"])["share"] for b, g in by_benchmark.items()},
@@ -84,6 +112,9 @@ def main() -> None:
         f"(study: {STUDY_SHARE:.1%} over 11 benchmarks; not ingested here: {', '.join(missing) or 'none'}); "
         f"agreement with experts out of fold: {metrics['expert_agreement_cv']}"
     )
+    if metrics["study_agreement"]:
+        study = metrics["study_agreement"]
+        print(f"split: {params.source}; our classifier agrees with the study's labels on {study['agreement']:.1%} of {study['n']} questions")
 
 
 if __name__ == "__main__":

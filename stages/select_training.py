@@ -16,7 +16,7 @@ def main() -> None:
     p = params.train_data
     pin_cpu(params.cpu.threads)
     root = Path(p.demo_dir if p.source == "demo" else p.mirror_dir)
-    rows, skipped, files = training.load(catalog.training(), p.source, root, p.datasets, p.allow_unpinned)
+    rows, skipped, files, revisions = training.load(catalog.training(), p.source, root, p.datasets, p.allow_unpinned, params.hub.twin)
     questions = io.load("questions")
     d = p.decontaminate
     dirty = training.decontaminate(rows, questions, d.ngram, d.min_ngram_share, d.common, d.min_ratio)
@@ -29,7 +29,7 @@ def main() -> None:
     io.save("rl_data", kept[kept["kind"] == "rl"].reset_index(drop=True))
     io.save("contaminated", dirty)
 
-    metrics = {"source": p.source, "datasets": {}, "skipped": skipped}
+    metrics = {"source": p.source, "datasets": {}, "skipped": skipped, "revisions": revisions}
     for name in files:
         scored = clean.loc[clean["dataset"] == name, "p_reasoning"]
         metrics["datasets"][name] = {

@@ -18,7 +18,8 @@ def main() -> None:
     io.save("gaps", gaps)
     io.save("study_references", pd.DataFrame([r.model_dump() for r in catalog.references()]))
 
-    pooled = summary[summary["benchmark"] == "all"]
+    pooled = summary[(summary["benchmark"] == "all") & (summary["scorer"] == "medreg")]
+    huatuo = summary[(summary["benchmark"] == "all") & (summary["scorer"] == "huatuo") & (summary["category"] == "all")].set_index("model")
     metrics = {}
     for model, g in pooled.groupby("model", sort=False):
         acc = dict(zip(g["category"], g["accuracy"].round(4), strict=True))
@@ -27,6 +28,7 @@ def main() -> None:
             "n": int(everything["n"]),
             **{c: acc.get(c) for c in ("all", "knowledge", "reasoning")},
             "think_format": round(float(everything["think_format"]), 4),
+            "huatuo": round(float(huatuo.loc[model, "accuracy"]), 4),  # HuatuoGPT-o1's scorer on the same completions
         }
     io.save("eval_metrics", metrics)
     plot = pooled[pooled["category"] != "all"].rename(columns={"model": "group", "category": "series"})
@@ -37,7 +39,9 @@ def main() -> None:
             f"  {r.model:<28} knowledge {r.knowledge_accuracy:6.1%} (n={r.n_knowledge})  reasoning {r.reasoning_accuracy:6.1%} (n={r.n_reasoning})  "
             f"gap {r.gap:+.1%} [{r.gap_ci_low:+.1%}, {r.gap_ci_high:+.1%}]  p_fisher {r.p_fisher:.3f}  p_cmh {r.p_cmh:.3f}"
         )
-    print(f"summary: {len(summary)} rows over {len(params.models)} model(s)")
+    for model, m in metrics.items():
+        print(f"  {model:<28} accuracy {m['all']:6.1%} (medreg scorer)  {m['huatuo']:6.1%} (HuatuoGPT-o1 scorer)")
+    print(f"summary: {len(summary)} rows over {len(params.models)} model(s), scorers medreg and huatuo")
 
 
 if __name__ == "__main__":

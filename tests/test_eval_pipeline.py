@@ -57,9 +57,15 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     assert got["acc"].tolist() == pytest.approx(recount["mean"].tolist()) and got["n"].tolist() == recount["size"].tolist()
 
     for (bench, category), g in preds.groupby(["benchmark", "category"]):
-        summary = sql(demo, f"select * from summary where model = '{MODEL}' and benchmark = '{bench}' and category = '{category}'").iloc[0]
+        cell = f"select * from summary where model = '{MODEL}' and benchmark = '{bench}' and category = '{category}'"
+        summary = sql(demo, cell + " and scorer = 'medreg'").iloc[0]
         assert (summary["n"], summary["correct"]) == (len(g), g["correct"].sum()) and summary["accuracy"] == pytest.approx(g["correct"].mean())
         assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
+        # HuatuoGPT-o1's scorer on the same completions: the better of its first and last matches
+        huatuo = sql(demo, cell + " and scorer = 'huatuo'").iloc[0]
+        first, last = (g["huatuo_first"] == g["answer"]).sum(), (g["huatuo_last"] == g["answer"]).sum()
+        assert (huatuo["correct"], huatuo["match"]) == (max(first, last), "first" if first > last else "last")
+        assert huatuo["parse_failed"] == (g["huatuo_rule"] == "closest string").sum()
     metrics = json.loads((demo / "data/metrics/eval.json").read_text())[MODEL]
     assert metrics["all"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 3 * LIMIT
     # the gap, by hand from the predictions: knowledge-heavy minus reasoning-heavy accuracy, pooled over the benchmarks
@@ -81,7 +87,8 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
 
 
 STUDY_BESIDE_OURS = """select r.study_model, r.category, r.paper_version, r.value as study, s.accuracy as ours
-    from study_references r left join summary s using (model, benchmark, category)
+    from study_references r left join summary s
+      on s.model = r.model and s.benchmark = r.benchmark and s.category = r.category and s.scorer = 'huatuo'
     where r.measure = 'accuracy' and r.setting = 'clean' order by all"""
 
 
@@ -138,7 +145,9 @@ def test_training_data_is_decontaminated_and_the_planted_question_not_trained_on
 
 
 def test_base_sft_and_grpo_are_evaluated_side_by_side(demo):
-    summary = sql(demo, "select model, accuracy, think_format from summary where benchmark = 'all' and category = 'all'").set_index("model")
+    summary = sql(
+        demo, "select model, accuracy, think_format from summary where benchmark = 'all' and category = 'all' and scorer = 'medreg'"
+    ).set_index("model")
     assert set(summary.index) == {MODEL, SFT, GRPO}
     assert summary.loc[MODEL, "think_format"] == 0 and summary.loc[SFT, "think_format"] > 0  # the SFT model writes the trained format
     robustness = sql(demo, "select distinct model from robustness where benchmark = 'all'")

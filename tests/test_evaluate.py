@@ -153,11 +153,26 @@ def test_unparseable_output_is_scored_wrong_and_flagged(tmp_path, monkeypatch):
 
 
 def hand_made() -> pd.DataFrame:
-    """Model m: b1 knowledge 8/10, b1 reasoning 3/10, b2 knowledge 5/5, b2 reasoning 1/5."""
+    """Model m: b1 knowledge 8/10, b1 reasoning 3/10, b2 knowledge 5/5, b2 reasoning 1/5.
+
+    HuatuoGPT-o1's matcher: its last match is right exactly where ours is, its first match once less; its first
+    reading of every cell is a closest-string guess.
+    """
     rows = []
     for bench, category, n, k in [("b1", "knowledge", 10, 8), ("b1", "reasoning", 10, 3), ("b2", "knowledge", 5, 5), ("b2", "reasoning", 5, 1)]:
         rows += [
-            {"model": "m", "benchmark": bench, "category": category, "correct": i < k, "parse_failed": i == n - 1, "think_format": 0}
+            {
+                "model": "m",
+                "benchmark": bench,
+                "category": category,
+                "correct": i < k,
+                "parse_failed": i == n - 1,
+                "think_format": 0,
+                "answer": "A",
+                "huatuo_first": "A" if i < k - 1 else "B",
+                "huatuo_last": "A" if i < k else "B",
+                "huatuo_rule": "closest string" if i == 0 else "answer phrase",
+            }  # fmt: skip
             for i in range(n)
         ]
     return pd.DataFrame(rows)
@@ -165,7 +180,7 @@ def hand_made() -> pd.DataFrame:
 
 def test_summary_counts_accuracy_and_seeded_bootstrap_ci():
     s = SummarySchema.validate(summarise(hand_made(), n_boot=4000, seed=0))
-    get = s.set_index(["benchmark", "category"])
+    get = s[s["scorer"] == "medreg"].set_index(["benchmark", "category"])
     assert get.loc[("b1", "knowledge"), ["n", "correct"]].tolist() == [10, 8]
     assert get.loc[("all", "all"), ["n", "correct", "parse_failed"]].tolist() == [30, 17, 4]
     assert get.loc[("all", "reasoning"), "accuracy"] == pytest.approx(4 / 15)
@@ -180,7 +195,14 @@ def test_summary_counts_accuracy_and_seeded_bootstrap_ci():
     assert {k: tuple(v) for k, v in get[["n", "correct", "parse_failed"]].iterrows()} == hand
     assert get["accuracy"].to_dict() == pytest.approx({k: c / n for k, (n, c, _) in hand.items()})
     assert ((get["ci_low"] <= get["accuracy"]) & (get["accuracy"] <= get["ci_high"])).all()
-    other = summarise(hand_made(), n_boot=4000, seed=1).set_index(["benchmark", "category"])
+    # HuatuoGPT-o1's scoring of the same completions: the better of first-match and last-match accuracy per cell
+    huatuo = s[s["scorer"] == "huatuo"].set_index(["benchmark", "category"])
+    assert (huatuo["match"] == "last").all() and huatuo["correct"].to_dict() == {k: c for k, (_, c, _) in hand.items()}
+    assert huatuo["parse_failed"].to_dict() == {k: p for k, (_, _, p) in hand.items()}  # one closest-string guess per cell
+    flipped = hand_made().rename(columns={"huatuo_first": "huatuo_last", "huatuo_last": "huatuo_first"})
+    h = summarise(flipped, n_boot=100, seed=0).query("scorer == 'huatuo'").set_index(["benchmark", "category"])
+    assert (h["match"] == "first").all() and h["correct"].equals(huatuo["correct"])
+    other = summarise(hand_made(), n_boot=4000, seed=1).query("scorer == 'medreg'").set_index(["benchmark", "category"])
     assert other[["n", "correct"]].equals(get[["n", "correct"]]) and not other[["ci_low", "ci_high"]].equals(
         get[["ci_low", "ci_high"]]
     )  # the seed seeds the CIs

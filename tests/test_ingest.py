@@ -87,6 +87,11 @@ def test_normalise_strips_and_nfc_normalises_text():
     assert row["answer"] == "B"
 
 
+def pinned_study(name: str) -> dict:
+    entry = catalog.benchmarks()[name]
+    return {name: entry.model_copy(update={"hub": {"study": entry.hub["study"].model_copy(update={"revision": "c" * 40})}})}
+
+
 def test_hub_source_uses_pinned_revision_and_parses_string_options(monkeypatch):
     calls = []
 
@@ -116,8 +121,8 @@ def test_hub_source_uses_pinned_revision_and_parses_string_options(monkeypatch):
     import datasets
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    result = ingest(catalog.benchmarks(), "hub", ".", benchmarks=["medqa"])
-    study = catalog.benchmarks()["medqa"].hub["study"]
+    result = ingest(pinned_study("medqa"), "hub", ".", benchmarks=["medqa"])  # a full commit: no lookup
+    study = pinned_study("medqa")["medqa"].hub["study"]
     assert calls == [("zou-lab/BioMed-R1-Eval", "medqa", "test", study.revision)]
     q = result.questions
     assert list(q.qid) == ["medqa-0", "medqa-1"]
@@ -129,7 +134,7 @@ def test_hub_source_uses_pinned_revision_and_parses_string_options(monkeypatch):
 
 def test_hub_source_refuses_unpinned_revision_unless_allowed(monkeypatch):
     with pytest.raises(MedregError, match="not pinned"):
-        ingest(catalog.benchmarks(), "hub", ".", benchmarks=["medxpertqa"], hub_source="original")
+        ingest(catalog.benchmarks(), "hub", ".", benchmarks=["pubmedqa"], hub_source="original")
 
 
 def test_hub_failure_names_the_benchmark_and_dataset(monkeypatch):
@@ -139,8 +144,8 @@ def test_hub_failure_names_the_benchmark_and_dataset(monkeypatch):
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(MedregError, match=r"hf://zou-lab/BioMed-R1-Eval@\w+/NEJM/test: benchmark 'nejm': cannot read: ConnectionError"):
-        ingest(catalog.benchmarks(), "hub", ".", benchmarks=["nejm"])
+    with pytest.raises(MedregError, match=r"hf://zou-lab/BioMed-R1-Eval@c{40}/NEJM/test: benchmark 'nejm': cannot read: ConnectionError"):
+        ingest(pinned_study("nejm"), "hub", ".", benchmarks=["nejm"])
 
 
 def test_unknown_benchmark_is_a_clear_error():

@@ -5,32 +5,66 @@ import yaml
 from click.testing import CliRunner
 
 from registry import catalog, trainers
-from registry.cli import PROFILES, main
-from registry.params import load_params
+from registry.cli import main
+from registry.params import PROFILES, _override_value, load_params, profile_overrides
 
 from .conftest import ROOT
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in PROFILES.glob("*.yaml")))
-def test_a_profile_applies_to_params_and_validates(tmp_path, name):
+def compose(tmp_path, *names: str):
+    """params.yaml with the profiles applied as `dvc exp run -S` applies them (DVC's own function), in a copy."""
+    from dvc.utils.hydra import apply_overrides
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
     params = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params)
-    out = CliRunner().invoke(main, ["profile", name, "--params", str(params)])
+    apply_overrides(params, profile_overrides(list(names), params))
+    return params
+
+
+@pytest.mark.parametrize("names", [["mirror"], ["paper"], ["paper", "rehearsal"]])
+def test_profiles_compose_at_launch_into_valid_params_and_leave_params_yaml_alone(tmp_path, names):
+    before = (ROOT / "params.yaml").read_text()
+    out = CliRunner().invoke(main, ["run", *[a for n in names for a in ("-p", n)], "-S", "evaluate.questions.limit=3", "--dry-run"])
     assert out.exit_code == 0, out.output
-    applied = load_params(params)
-    profile = yaml.safe_load((PROFILES / f"{name}.yaml").read_text())
-    assert applied.sft.model_dump().items() >= {k: v for k, v in profile.get("sft", {}).items() if not isinstance(v, dict)}.items()
-    assert "# torch threads on CPU" in params.read_text()  # comments kept
+    assert out.output.startswith("dvc exp run -S ") and out.output.rstrip().endswith(" -S evaluate.questions.limit=3")  # after the profiles
+    assert (ROOT / "params.yaml").read_text() == before
+    composed = compose(tmp_path, *names)
+    applied = load_params(composed)
+    assert applied.profile == "+".join(names)
+    for name in names:  # every leaf of every profile is in the result (a later profile wins)
+        profile = yaml.safe_load((PROFILES / f"{name}.yaml").read_text())
+        later = {k: v for n in names[names.index(name) + 1 :] for k, v in yaml.safe_load((PROFILES / f"{n}.yaml").read_text()).get("sft", {}).items()}
+        want = {k: v for k, v in profile.get("sft", {}).items() if k not in later}
+        assert applied.sft.model_dump().items() >= want.items()
+    text = composed.read_text()  # the experiment's copy, as DVC renders it: comments kept
+    assert "# torch threads on CPU" in text and "# SmolLM2-135M as a frozen encoder" in text
+
+
+def test_the_rehearsal_is_the_paper_profile_with_only_models_steps_batches_and_backends_changed(tmp_path):
+    paper, rehearsal = load_params(compose(tmp_path / "a", "paper")), load_params(compose(tmp_path / "b", "paper", "rehearsal"))
+    assert (rehearsal.ingest, rehearsal.label.source, rehearsal.train_data.datasets) == (paper.ingest, "study", ["m23k_clean", "biomed_r1"])
+    assert rehearsal.adversarial.traces.source == "study" and rehearsal.evaluate.runtime.backend == "vllm" and rehearsal.grpo.use_vllm
+    assert rehearsal.sft.launch == rehearsal.grpo.launch == "torchrun --standalone --nproc_per_node 2"  # one process group of 2
+    assert rehearsal.sft.lr_scheduler == paper.sft.lr_scheduler and rehearsal.grpo.loss_type == paper.grpo.loss_type
+
+
+def test_override_values_survive_hydras_grammar(tmp_path):
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    params.write_text("a: {b: 1, c: x}\n")
+    values = {"s": "accelerate launch --config_file registry/accelerate/zero3.yaml", "q": "it's \\ odd", "t": "true", "n": None,
+              "f": 0.25, "l": ["m-1", "m.2"], "d": {"k": [1, 2]}, "e": {}, "name": "smollm2-135m-sft"}  # fmt: skip
+    apply_overrides(params, [f"+{k}={_override_value(v)}" for k, v in values.items()])
+    assert yaml.safe_load(params.read_text()) == {"a": {"b": 1, "c": "x"}, **values}
 
 
 def test_the_paper_profile_builds_multi_gpu_trainer_configs(tmp_path):
     from accelerate.commands.config.config_args import load_config_from_file
     from trl import GRPOConfig, SFTConfig
 
-    params = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", params)
-    assert CliRunner().invoke(main, ["profile", "paper", "--params", str(params)]).exit_code == 0
-    p = load_params(params)
+    p = load_params(compose(tmp_path, "paper"))
     assert catalog.model(p.sft.base_model).source.hub.id == "meta-llama/Llama-3.1-8B-Instruct"
     for trainer in (p.sft, p.grpo):
         config_file = trainer.launch.split("--config_file ")[1]
@@ -48,14 +82,25 @@ def test_the_paper_profile_builds_multi_gpu_trainer_configs(tmp_path):
     assert grpo.use_vllm and grpo.vllm_mode == "colocate" and grpo.num_generations == 8 and grpo.max_completion_length == 4096
 
 
-def test_a_profile_that_breaks_params_is_refused_and_params_kept(tmp_path, monkeypatch):
-    params = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", params)
-    before = params.read_text()
+def test_a_profile_that_breaks_params_is_refused_before_anything_runs(tmp_path, monkeypatch):
     bad = tmp_path / "profiles"
     bad.mkdir()
     (bad / "mirror.yaml").write_text("sft: {learning_rate: -1}\n")
-    monkeypatch.setattr("registry.cli.PROFILES", bad)
-    out = CliRunner().invoke(main, ["profile", "mirror", "--params", str(params)])
-    assert out.exit_code == 2 and "sft.learning_rate: Input should be greater than 0" in out.output
-    assert params.read_text() == before and not list(tmp_path.glob(".params.yaml.*"))
+    monkeypatch.setattr("registry.params.PROFILES", bad)
+    out = CliRunner().invoke(main, ["run", "-p", "mirror"])
+    assert out.exit_code == 2 and "sft.learning_rate: Input should be greater than 0" in out.output and "dvc exp run" not in out.output
+    out = CliRunner().invoke(main, ["run", "-S", "sft.nope=1", "--dry-run"])
+    assert out.exit_code == 2 and "sft.nope" in out.output and len(out.output.strip().splitlines()) == 1, out.output
+
+
+def test_the_run_book_states_the_paper_profiles_settings(tmp_path):
+    p = load_params(compose(tmp_path, "paper"))
+    book = (ROOT / "docs/runbook.md").read_text()
+    gpus = 8
+    assert f"One node of {gpus} × 80 GB GPUs" in book
+    assert f"{p.sft.epochs:g} epochs of m23k_clean" in book and f"global batch {p.sft.batch_size * gpus}, {p.sft.max_length // 1024}k tokens" in book
+    assert "(23,465 rows)" in book and "23,465 rows" in catalog.training()["m23k_clean"].title
+    grpo = f"{p.grpo.max_steps} steps, {p.grpo.prompts_per_step} prompts × {p.grpo.num_generations} generations per GPU"
+    assert f"{grpo}, {p.grpo.max_completion_length // 1024}k completion tokens, vLLM colocated ({p.grpo.vllm_memory.cuda} of each GPU)" in book
+    assert f"vLLM {p.evaluate.runtime.vllm_cuda['gpu_memory_utilization']} of one GPU" in book and p.evaluate.prompt == "strict"
+    assert "accelerate launch" in p.sft.launch and "DeepSpeed ZeRO-3" in book and "zero3" in p.sft.launch

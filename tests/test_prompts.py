@@ -99,3 +99,31 @@ def test_prompt_lists_options_and_instruction_and_hash_tracks_every_byte():
     assert prompt_hash([messages[0], {**messages[1], "content": messages[1]["content"][:-1]}]) != "91f4450accc6ffd0"  # one byte less
     ynm = user_prompt({"question": "Does X work?", "context": "Abstract text.", "options": YNM, "answer_format": "yes_no_maybe"})
     assert ynm.startswith("Abstract text.") and "yes, no or maybe" in ynm and "A. yes" not in ynm
+
+
+HUATUO_CASES = [
+    ("The answer is C.", ("C", "C", "answer phrase")),
+    ("First the answer is B, but on reflection the answer is D.", ("B", "D", "answer phrase")),
+    ("<think>the answer is A</think>\nSo: (B)", ("B", "B", "letter")),  # only what follows </think> is read
+    ("## Final Response\n\nI would give C, not D.", ("C", "D", "letter")),
+    ("A patient like this needs warfarin", ("C", "C", "option text")),  # "A " opening a phrase is not a letter
+    ("heparin first, then warfarin", ("C", "C", "option text")),  # first and last: the latest-starting option, as upstream
+    ("clopidogrl", ("D", "D", "closest string")),
+    ("", ("D", "D", "closest string")),  # nothing: the last option wins the tie
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HUATUO_CASES)
+def test_huatuo_choice_matcher(text, expected):
+    from registry.prompts import match_choice
+
+    m = match_choice(text, OPTS)
+    assert (m.first, m.last, m.rule) == expected
+
+
+def test_strict_prompt_is_huatuos_and_lists_yes_no_maybe_as_options():
+    from registry.prompts import STRICT
+
+    row = {"question": "Does X help?", "context": "Background.", "options": YNM, "answer_format": "yes_no_maybe"}
+    assert user_prompt(row, "strict") == f"{STRICT}\nBackground.\nDoes X help?\nA. yes\nB. no\nC. maybe"
+    assert STRICT.endswith("ensuring your response concludes with the correct option in the format: 'The answer is A.'.")

@@ -123,14 +123,14 @@ def test_bad_training_rows_are_named_by_file_and_line(tmp_path):
 
 
 def test_the_demo_training_data_loads_and_the_mirror_layout_is_declared(tmp_path):
-    rows, skipped, files = training.load(catalog.training(), "demo", DEMO)
+    rows, skipped, files, _ = training.load(catalog.training(), "demo", DEMO)
     assert set(files) == {"medical_o1", "demo_rl"} and "m23k_clean" in skipped
     assert (rows[rows.kind == "sft"].reasoning.str.len() > 0).all() and rows[rows.kind == "rl"].answer.notna().all()
     io.save("sft_data", rows[rows.kind == "sft"].assign(p_reasoning=0.5), tmp_path)  # the schema accepts what the loader gives
 
 
 def test_the_mirror_gives_medical_o1_rows_and_pubmedqa_outside_its_test_split(mirror):
-    rows, _, files = training.load(catalog.training(), "mirror", mirror.parent)
+    rows, _, files, _ = training.load(catalog.training(), "mirror", mirror.parent)
     assert (rows.dataset == "medical_o1").sum() == 198
     train = set(rows[rows.dataset == "pubmedqa_train"].qid)
     test = set(json.loads((mirror / "pubmedqa/test_ground_truth.json").read_text()))
