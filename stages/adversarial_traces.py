@@ -51,6 +51,9 @@ def main() -> None:
     study: dict[str, dict[str, int]] = {}
     if adv.source == "study":
         traces, dropped, study = from_study(rows, ev.runtime.allow_unpinned, params.hub.twin)
+        cache = catalog.dataset_path("traces_cache")  # a declared output: nothing generated, so nothing cached (kept if there)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.touch()
     else:
         pin_cpu(params.cpu.threads)
         model = catalog.model(adv.generator)
