@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +17,7 @@ from registry.catalog import Fields
 from registry.errors import MedregError
 from registry.evaluate import score
 from registry.generation import Generator
-from registry.ingest import Record, parse_options
+from registry.ingest import Record, parse_options, question_key
 from registry.prompts import LETTER_TO_WORD, build_chat, extract_answer, prompt_hash, user_prompt
 from registry.stats import seed_of
 
@@ -84,15 +82,6 @@ def generate_traces(
         columns=["benchmark", "qid", "trace_index", "target", "last_trace"],
     )
     return pd.DataFrame(accepted, columns=TRACE_COLUMNS), dropped
-
-
-def question_key(text: str) -> str:
-    """A stable key of a question's text, the same in every copy: NFC, casefolded, punctuation runs as one space, hashed.
-
-    The study collection's ids are its own and mirror ids are line numbers: neither matches across copies.
-    """
-    norm = re.sub(r"[\W_]+", " ", unicodedata.normalize("NFC", text).casefold()).strip()
-    return hashlib.sha256(norm.encode()).hexdigest()[:16]
 
 
 def _option_texts(options: dict[str, str]) -> frozenset[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
+import hashlib
 import json
 import re
 import subprocess
@@ -193,12 +195,19 @@ def resolve_revision(spec: HubSource, twin: Path | None = None) -> str:
     """The commit that a hub source's revision (a branch, tag or commit; null: main) names now.
 
     On the Hub: `HfApi.dataset_info(...).sha`, skipped for a full commit hash. In a twin (`hub.twin`): the repository's git.
+    Resolved once per repository and revision in a process, so every config of one repository is read at one commit
+    even if the branch moves meanwhile.
     """
-    revision, where = spec.revision or "main", f"hf://{spec.path}@{spec.revision or 'main'}"
+    return _commit(spec.path, spec.revision or "main", twin)
+
+
+@functools.cache
+def _commit(path: str, revision: str, twin: Path | None) -> str:
+    where = f"hf://{path}@{revision}"
     if twin is not None:
-        repo = twin / spec.path
+        repo = twin / path
         if not (repo / ".git").exists():
-            raise MedregError(f"hub.twin: {repo} is not a git repository: the twin has no {spec.path}")
+            raise MedregError(f"hub.twin: {repo} is not a git repository: the twin has no {path}")
         out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], capture_output=True, text=True)
         if out.returncode:
             raise MedregError(f"{where}: revision '{revision}' is not a branch, tag or commit of {repo}")
@@ -208,7 +217,7 @@ def resolve_revision(spec: HubSource, twin: Path | None = None) -> str:
     from huggingface_hub import HfApi
 
     try:
-        return HfApi().dataset_info(spec.path, revision=revision).sha
+        return HfApi().dataset_info(path, revision=revision).sha
     except Exception as e:  # not found, offline, auth: name the source, no traceback
         raise MedregError(f"{where}: cannot resolve the revision to a commit: {type(e).__name__}: {str(e).splitlines()[0]}") from None
 
@@ -233,6 +242,15 @@ def read_hub(spec: HubSource, commit: str, twin: Path | None = None) -> Iterator
 
 
 # ---------------------------------------------------------------- normalising one record
+
+
+def question_key(text: str) -> str:
+    """A stable key of a question's text, the same in every copy: NFC, casefolded, punctuation runs as one space, hashed.
+
+    The study collection's ids are its own and mirror ids are line numbers: neither matches across copies.
+    """
+    norm = re.sub(r"[\W_]+", " ", unicodedata.normalize("NFC", text).casefold()).strip()
+    return hashlib.sha256(norm.encode()).hexdigest()[:16]
 
 
 def clean_text(value: Any) -> str:
@@ -521,10 +539,6 @@ def schema_problems(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str = "b
     return problems
 
 
-def _text_key(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 def with_expert_labels(
     df: pd.DataFrame, catalog: Mapping[str, Benchmark], names: list[str], reading: Reading, columns: list[str], hub_source: str
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
@@ -541,8 +555,8 @@ def with_expert_labels(
     labels_reading = Reading("hub", reading.root, reading.file_of, labels_of, reading.allow_unpinned, twin=reading.twin)
     loaded = load_rows(catalog, names, labels_reading, columns, explicit=True)
     experts = loaded.rows.dropna(subset=["expert_category"])
-    by_text = {(b, _text_key(q)): c for b, q, c in zip(experts["benchmark"], experts["question"], experts["expert_category"], strict=True)}
-    found = [by_text.get((b, _text_key(q))) for b, q in zip(df["benchmark"], df["question"], strict=True)]
+    by_text = {(b, question_key(q)): c for b, q, c in zip(experts["benchmark"], experts["question"], experts["expert_category"], strict=True)}
+    found = [by_text.get((b, question_key(q))) for b, q in zip(df["benchmark"], df["question"], strict=True)]
     df = df.assign(expert_category=[e if pd.isna(f) else f for e, f in zip(df["expert_category"], found, strict=True)])
     return df, loaded.revisions
 

@@ -43,12 +43,13 @@ def _git(root: Path, *args: str) -> str:
     return out.stdout
 
 
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
 HUB_READS = ("data/metrics/ingest.json", "data/metrics/train_data.json")  # where ingest and select_training record hub reads
 
 
 def unresolved_revisions(root: Path) -> list[str]:
     """Hub reads in the pipeline's outputs that are not pinned to a commit after the fact (every artifact descends from them)."""
+    from registry.ingest import COMMIT
+
     found = []
     for rel in HUB_READS:
         path = root / rel

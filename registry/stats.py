@@ -38,9 +38,6 @@ def bootstrap_ci(correct: int, n: int, n_boot: int, seed: int, level: float = 0.
     return float(lo), float(hi)
 
 
-SCORERS = ("medreg", "huatuo")  # ours (prompts.extract_answer) | HuatuoGPT-o1's matcher (prompts.match_choice)
-
-
 def summarise(preds: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Model x benchmark (and 'all') x category (reasoning, knowledge, all) x scorer: n, correct, accuracy, 95% bootstrap CI.
 

@@ -1,5 +1,6 @@
 """The study's collection (zou-lab/BioMed-R1-Eval) and the original Hub datasets, read from recorded rows in their schema."""
 
+import functools
 import json
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from registry import catalog, io
 from registry.errors import MedregError
-from registry.ingest import IngestError, ingest, ingest_metrics, resolve_revision
+from registry.ingest import IngestError, _commit, ingest, ingest_metrics, resolve_revision
 from stages.adversarial_traces import from_study
 
 TWIN_SOURCE = Path(__file__).parent / "fixtures/hub"
@@ -149,8 +150,10 @@ def test_a_branch_on_the_hub_resolves_to_the_commit_of_the_recorded_api_answer(m
     from huggingface_hub.errors import RevisionNotFoundError
 
     monkeypatch.setattr(HfApi, "dataset_info", dataset_info)
+    monkeypatch.setattr("registry.ingest._commit", functools.cache(_commit.__wrapped__))  # a fresh memo, dropped after the test
     spec = catalog.benchmarks()["medqa"].hub["study"]
     assert resolve_revision(spec) == recorded["sha"] and asked == [(EVAL, "main")]
+    assert resolve_revision(spec) == recorded["sha"] and len(asked) == 1  # once per repository and revision
     assert resolve_revision(spec.model_copy(update={"revision": recorded["sha"]})) == recorded["sha"] and len(asked) == 1
     with pytest.raises(MedregError, match=rf"^hf://{EVAL}@v9: cannot resolve the revision to a commit: RevisionNotFoundError: Invalid rev id: v9$"):
         resolve_revision(spec.model_copy(update={"revision": "v9"}))
