@@ -175,5 +175,5 @@ def evaluate_adversarial(generator: Generator, rows: pd.DataFrame, traces: pd.Da
     preds["target"] = [r["target"] for r in records]
     preds["protocol"] = protocol
     preds["cue"] = cue if protocol == "prefill" else RECONSIDER_TURN  # what followed the trace: prefill text, or the user's turn
-    preds["took_bait"] = (preds["extracted"] == preds["target"]).astype(int)
+    preds["took_bait"] = preds["extracted"] == preds["target"]
     return preds

@@ -57,7 +57,8 @@ def load_split(
     and one category.
 
     Columns: benchmark, qid, question, context, options (list of {letter, text}), answer, answer_format, category,
-    p_reasoning, category_source, predicted_category, expert_category, study_category, study_p_reasoning, threshold, cv_fold.
+    p_reasoning, category_source, predicted_category, expert_category, study_category, study_p_reasoning, threshold, fold
+    (`cv_fold` in splits published before it was renamed).
     """
     import pyarrow as pa
     import pyarrow.compute as pc

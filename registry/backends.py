@@ -117,12 +117,26 @@ def pin(model: Model, root: Path | str = ".", hashed: dict[str, dict[str, str]] 
         folder = Path(root) / source.local.path
         key = source.local.path
         if key not in hashed:
-            files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-            hashed[key] = {p.relative_to(folder).as_posix(): sha256(p) for p in files}
+            hashed[key] = folder_files(folder) if folder.is_dir() else {}
+        if source.local.digest and files_digest(hashed[key]) != source.local.digest:
+            raise BackendError(
+                f"model '{model.name}': the files in {folder} changed since it was registered (digest {source.local.digest}, "
+                f"now {files_digest(hashed[key])}): register it again (`medreg eval --model {key} --name NEW-NAME`)"
+            )
         return {"model": model.name, "local": key, "files": hashed[key] or None}
     if source.hub:
         return {"model": model.name, "hub": source.hub.id, "revision": source.hub.revision}
     return {"model": model.name, "endpoint": source.endpoint.base_url, "served_model": source.endpoint.model}
+
+
+def files_digest(files: dict[str, str]) -> str:
+    """A short digest of a checkpoint folder's files (relative path -> SHA-256), as `medreg eval` registers a folder."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def folder_files(folder: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file below `folder`."""
+    return {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def pin_digest(pin_content: dict[str, Any]) -> str:

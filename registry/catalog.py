@@ -6,6 +6,7 @@ YAML is read with ruamel.yaml, which refuses duplicate keys; every entry is chec
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -170,18 +171,37 @@ class MirrorFile(Strict):
     keys_not_in: str | None = None
 
 
+LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")  # as the Hugging Face Hub spells licences: mit, apache-2.0, cc-by-4.0, other
+
+
 class Source(Strict):
-    """What the generic loader needs of any question source: answers, options, field mapping."""
+    """What the generic loader needs of any question source: answers, options, field mapping; and its terms of use.
+
+    license: a licence id as the Hugging Face Hub spells it (mit, apache-2.0, cc-by-4.0, ...) or `other`;
+    license_note: attribution and terms in words; redistribute: whether its rows may be published (`medreg export-hf`,
+    `medreg release` refuse rows of a source that may not unless told otherwise).
+    """
 
     title: str
     license: str
+    license_note: str = ""
+    redistribute: bool
     answer_format: AnswerFormat | Literal["free_text"]
     max_options: int = Field(10, ge=2, le=26)
     fields: Fields
     expert_categories: dict[str, Category] = {}  # upstream expert label -> category
 
+    @field_validator("license")
+    @classmethod
+    def _license_id(cls, v: str) -> str:
+        if not LICENSE_ID.match(v):
+            raise ValueError("a licence id as the Hugging Face Hub spells it (mit, apache-2.0, cc-by-4.0, ...) or 'other'; terms go in license_note")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Source:
+        if self.license == "other" and not self.license_note.strip():
+            raise ValueError("license 'other' needs license_note (the terms in words)")
         if self.answer_format == "letter" and self.fields.options is None:
             raise ValueError("lettered sources need fields.options")
         if self.answer_format != "free_text" and self.fields.answer is None and self.fields.answer_text is None:
@@ -290,10 +310,11 @@ class GGUF(Strict):
 
 
 class LocalWeights(Strict):
-    """A checkpoint folder this pipeline writes."""
+    """A checkpoint folder: one this pipeline writes, or one of yours (`medreg eval PATH`)."""
 
-    path: str  # a checkpoint directory this pipeline writes
+    path: str  # a checkpoint directory (relative to the project, or absolute)
     from_gguf: GGUF | None = None  # stage convert_models writes `path` from this GGUF
+    digest: str | None = None  # a folder the pipeline does not write: its files' digest when registered (pin_models checks it)
 
 
 class ModelSource(Strict):
@@ -342,6 +363,7 @@ class Model(Strict):
     source: ModelSource
     family: Literal["biomedical", "general"]
     size: str
+    license: str | None = Field(None, pattern=LICENSE_ID.pattern)  # the weights' licence as the Hub spells it (model cards)
     backend: Backend
     chat: Chat = Chat()
     generation: Sampling
@@ -443,6 +465,7 @@ class Dataset(Strict):
     schema_ref: str | None = Field(None, alias="schema")  # module.Class of a pandera DataFrameModel (parquet files)
     table: str | None = None  # its table in the results database
     per_model: Literal["evaluate", "adversarial"] | None = None  # one file per model of <section>.models
+    versioned: bool = True  # false: written beside the outputs but outside git and DVC (timings: they differ on every run)
     description: str
 
     @model_validator(mode="after")
@@ -452,11 +475,23 @@ class Dataset(Strict):
         return self
 
 
+class View(Strict):
+    """A derived view of the results database: its SELECT over the tables, what it holds, and the columns it names itself.
+
+    columns: descriptions of the columns the view renames or computes; a column taken over unchanged from a table is
+    described as in that table (the database comments, `registry.db.build`).
+    """
+
+    sql: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    columns: dict[str, str] = {}
+
+
 class DatasetCatalog(Strict):
     """datasets.yaml: every dataset, and the derived views of the results database."""
 
     datasets: dict[str, Dataset]
-    views: dict[str, str] = {}  # derived views of the results database: name -> SELECT over its tables
+    views: dict[str, View] = {}  # derived views of the results database
 
 
 @cache
@@ -471,6 +506,11 @@ def datasets() -> dict[str, Dataset]:
 
 def views() -> dict[str, str]:
     """Derived views of the results database: name -> SELECT over its tables."""
+    return {name: view.sql for name, view in _datasets().views.items()}
+
+
+def view_entries() -> dict[str, View]:
+    """Derived views of the results database: name -> View (SELECT, description, descriptions of its own columns)."""
     return _datasets().views
 
 

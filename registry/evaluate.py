@@ -69,13 +69,13 @@ def score(
                 "prompt_hash": h,
                 "completion": c.text,
                 "extracted": ex.answer,
-                "correct": int(ex.answer == r["answer"]),
-                "parse_failed": int(ex.parse_failed),
+                "correct": ex.answer == r["answer"],
+                "parse_failed": bool(ex.parse_failed),
                 "extraction_rule": ex.rule,
                 "huatuo_first": huatuo.first,  # HuatuoGPT-o1's matcher on the same completion (stats: the better of first, last)
                 "huatuo_last": huatuo.last,
                 "huatuo_rule": huatuo.rule,
-                "think_format": int(follows_think_format(c.text, r["options"], r["answer_format"], prefilled)),
+                "think_format": bool(follows_think_format(c.text, r["options"], r["answer_format"], prefilled)),
                 "tokens": c.tokens,
             }
         )

@@ -11,7 +11,7 @@ and failed experiments are there with their status. `flatten` turns them into on
 - `error`: why DVC could not read the record or a params/metrics file, else NULL
 - `params.<key>`: a key of params.yaml, nested keys joined by dots (`dvc exp run -S key=value` names the same key)
 - `params.<file>:<key>`: a key of another params file, e.g. `params.registry/models.yaml:models.smollm2-135m-sft.size`
-- `metrics.<file>:<key>`: a metric, e.g. `metrics.data/metrics/eval.json:smollm2-135m-sft.all`
+- `metrics.<file>:<key>`: a metric, e.g. `metrics.data/metrics/eval.json:smollm2-135m-sft.accuracy`
 
 Values keep their type per column: all booleans -> BOOLEAN, all integers -> BIGINT, numbers -> DOUBLE, text -> VARCHAR;
 lists and mappings are JSON text, and so is a column mixing types (its strings as they are). A key a record does not

@@ -20,13 +20,18 @@ PARAMS_YAML = "params.yaml"
 PROFILES = Path(__file__).parent / "profiles"  # NAME.yaml: values that replace params.yaml's, chosen at launch (`medreg run --profile`)
 
 
-def _names(value: Any, what: str, all_ok: bool = False, empty_ok: bool = False) -> Any:
-    """'all' (if all_ok), [] (if empty_ok) or a non-empty list of distinct names of the benchmark or model catalog."""
+def _names(value: Any, what: str, all_ok: bool = False, empty_ok: bool = False, info: ValidationInfo | None = None) -> Any:
+    """'all' (if all_ok), [] (if empty_ok) or a non-empty list of distinct names of the benchmark or model catalog.
+
+    The model catalog is registry/models.yaml, or the file the validation context names (`models_yaml`: a copy with
+    an experiment's overrides applied, as `medreg eval` checks before it runs).
+    """
     if (all_ok and value == "all") or (empty_ok and value == []):
         return value
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ValueError(f"must be {'all or ' if all_ok else ''}a non-empty list of {what} names, got {value!r}")
-    known = catalog.names({"benchmark": catalog.BENCHMARKS_YAML, "model": catalog.MODELS_YAML}.get(what, catalog.TRAINING_YAML))
+    models_yaml = ((info.context if info else None) or {}).get("models_yaml") or catalog.MODELS_YAML
+    known = catalog.names({"benchmark": catalog.BENCHMARKS_YAML, "model": models_yaml}.get(what, catalog.TRAINING_YAML))
     unknown = [v for v in value if v not in known]
     if unknown:
         raise ValueError(f"unknown {what}(s) {unknown} (known: {', '.join(known)})")
@@ -35,16 +40,17 @@ def _names(value: Any, what: str, all_ok: bool = False, empty_ok: bool = False) 
     return value
 
 
-def _model(value: Any) -> Any:
+def _model(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"must be a model name, got {value!r}")
-    return _names([value], "model")[0]
+    return _names([value], "model", info=info)[0]
 
 
 Benchmarks = Annotated[Literal["all"] | list[str], BeforeValidator(lambda v: _names(v, "benchmark", all_ok=True))]
 SomeBenchmarks = Annotated[list[str], BeforeValidator(lambda v: _names(v, "benchmark", empty_ok=True))]
 TrainingDatasets = Annotated[Literal["all"] | list[str], BeforeValidator(lambda v: _names(v, "training dataset", all_ok=True))]
-Models = Annotated[list[str], BeforeValidator(lambda v: _names(v, "model"))]
+Models = Annotated[list[str], BeforeValidator(lambda v, info: _names(v, "model", info=info))]
+SomeModels = Annotated[list[str], BeforeValidator(lambda v, info: _names(v, "model", empty_ok=True, info=info))]
 ModelName = Annotated[str, BeforeValidator(_model)]
 
 
@@ -212,7 +218,7 @@ class Runtime(Strict):
 
 
 class Bootstrap(Strict):
-    """Percentile bootstrap resamples and their seed."""
+    """Percentile bootstrap resamples and their seed: the CIs of the knowledge-reasoning gap and the adversarial drop."""
 
     n: int = Field(gt=0)
     seed: int
@@ -242,9 +248,9 @@ class Traces(Strict):
 
 
 class Adversarial(Strict):
-    """Adversarial evaluation: models, protocol, cue, traces."""
+    """Adversarial evaluation: models (may be none), protocol, cue, traces."""
 
-    models: Models
+    models: SomeModels
     protocol: Protocol
     cue: str | None  # null: the default cue
     traces: Traces
@@ -400,14 +406,18 @@ class Params(Strict):
     grpo: Grpo
 
 
-def load_params(path: Path | str = PARAMS_YAML) -> Params:
-    """params.yaml, validated: a CatalogError names each bad key (e.g. `classifier.split.test`)."""
+def load_params(path: Path | str = PARAMS_YAML, models_yaml: Path | None = None) -> Params:
+    """params.yaml, validated: a CatalogError names each bad key (e.g. `classifier.split.test`).
+
+    Model names are checked against registry/models.yaml, or against `models_yaml` (a copy with overrides applied).
+    """
     data = catalog.load_yaml(path)
     evaluated = data.get("evaluate", {}).get("models", []) if isinstance(data, dict) else []
-    return catalog.check(Params, data, path, context={"evaluated": evaluated if isinstance(evaluated, list) else []})
+    context = {"evaluated": evaluated if isinstance(evaluated, list) else [], "models_yaml": models_yaml}
+    return catalog.check(Params, data, path, context=context)
 
 
-def _override_value(value: Any) -> str:
+def override_value(value: Any) -> str:
     """A value in Hydra's override grammar (what `dvc exp run -S key=value` parses)."""
     if value is None:
         return "null"
@@ -416,13 +426,14 @@ def _override_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, list):
-        return "[" + ",".join(_override_value(v) for v in value) + "]"
+        return "[" + ",".join(override_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_override_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
     text = str(value)
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", text) and text.lower() not in ("true", "false", "null", "nan", "inf"):
         return text
-    return "'" + text.replace("'", "\\'") + "'"  # Hydra: a backslash escapes only a quote (or backslashes before one)
+    text = re.sub(r"(\\+)(?='|$)", lambda m: m[1] * 2, text)  # Hydra: backslashes escape only before a quote (or the end)
+    return "'" + text.replace("'", "\\'") + "'"
 
 
 def _leaves(base: Any, overlay: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
@@ -448,4 +459,4 @@ def profile_overrides(names: list[str], params_path: Path | str = PARAMS_YAML) -
             raise ValueError(f"--profile {name}: no {path} (profiles: {known})")
         _leaves(base, catalog.load_yaml(path) or {}, "", leaves)
     leaves["profile"] = "+".join(names)
-    return [f"{key}={_override_value(value)}" for key, value in leaves.items()]
+    return [f"{key}={override_value(value)}" for key, value in leaves.items()]

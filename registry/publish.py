@@ -3,8 +3,9 @@
 Artifacts are declared in dvc.yaml (`artifacts:`); a version is a git tag `name@vX.Y.Z` made by GTO on a commit whose
 dvc.lock records the artifact's outputs, so `dvc artifacts get`, `dvc import --rev name@vX.Y.Z` and `dvc.api` read
 exactly those bytes from the remote. A release is refused while the artifact or anything it depends on is stale, the
-pipeline files are uncommitted, hub data was read at a revision not resolved to a commit, or the outputs are not in
-the remote.
+pipeline files are uncommitted, hub data was read at a revision not resolved to a commit, the outputs are not in
+the remote, or they hold rows of a benchmark whose terms forbid redistribution (registry/benchmarks.yaml
+`redistribute: false`) and the release was not explicitly allowed; `export_hf` refuses such rows the same way.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -63,11 +64,77 @@ def unresolved_revisions(root: Path) -> list[str]:
     return found
 
 
-def release_blockers(root: Path, name: str, remote: str | None = None) -> list[str]:
+CONTENT_COLUMNS = ("question", "context", "options", "raw")  # a table with `benchmark` and one of these holds benchmark text
+RESTRICTED_OPTIONS = {
+    "export": "pass --drop-restricted to export without them, or --include-restricted if you may publish them (e.g. a private copy)",
+    "release": "pass --allow-restricted if the remote and its tags stay private",
+}
+
+
+def restricted(benchmarks: Iterable[str]) -> dict[str, str]:
+    """Of these benchmarks, those whose rows may not be redistributed, with their terms (name -> terms).
+
+    `redistribute: false` in registry/benchmarks.yaml, or not in it at all (terms unknown).
+    """
+    from registry import catalog
+
+    entries, found = catalog.benchmarks(), {}
+    for name in sorted(set(benchmarks)):
+        entry = entries.get(name)
+        if entry is None:
+            found[name] = f"not in {catalog.display(catalog.BENCHMARKS_YAML)}: terms unknown"
+        elif not entry.redistribute:
+            found[name] = f"{entry.license}: {entry.license_note}" if entry.license_note else entry.license
+    return found
+
+
+def restricted_message(found: dict[str, str], what: str, action: Literal["export", "release"]) -> str:
+    """One line: which benchmarks, their terms, and the flags that override."""
+    from registry import catalog
+
+    shown = "; ".join(f"{b} ({t})" for b, t in found.items())
+    where = f"{catalog.display(catalog.BENCHMARKS_YAML)} redistribute: false"
+    return f"{what} holds rows of benchmarks whose terms do not allow redistribution ({where}): {shown}; {RESTRICTED_OPTIONS[action]}"
+
+
+def held_benchmarks(path: Path) -> set[str]:
+    """Benchmarks whose rows (question text, options, raw upstream text) an output file or folder holds.
+
+    Its parquet files and DuckDB tables with a `benchmark` column and one of CONTENT_COLUMNS (aggregates, predictions
+    and model weights hold none).
+    """
+    import pyarrow.parquet as pq
+
+    from registry import db
+
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    found: set[str] = set()
+    for file in files:
+        if file.suffix == ".parquet":
+            names = pq.read_schema(file).names
+            if "benchmark" in names and set(CONTENT_COLUMNS) & set(names):
+                found.update(pq.read_table(file, columns=["benchmark"]).column(0).unique().to_pylist())
+        elif file.suffix == ".duckdb":
+            con = db.connect(file)
+            try:
+                columns = con.execute(
+                    "SELECT table_name, list(column_name) FROM information_schema.columns c"
+                    " JOIN information_schema.tables t USING (table_catalog, table_schema, table_name)"
+                    " WHERE t.table_type = 'BASE TABLE' GROUP BY table_name"
+                ).fetchall()
+                for table, cols in columns:
+                    if "benchmark" in cols and set(CONTENT_COLUMNS) & set(cols):
+                        found.update(r[0] for r in con.execute(f'SELECT DISTINCT benchmark FROM "{table}"').fetchall())
+            finally:
+                con.close()
+    return {b for b in found if b is not None}
+
+
+def release_blockers(root: Path, name: str, remote: str | None = None, allow_restricted: bool = False) -> list[str]:
     """Why artifact `name` cannot be released now (empty when it can).
 
-    Uncommitted pipeline files, hub data not resolved to a commit, stale stages, or outputs missing from the remote
-    (`remote`, else the default).
+    Uncommitted pipeline files, hub data not resolved to a commit, rows of benchmarks that may not be redistributed
+    (unless `allow_restricted`), stale stages, or outputs missing from the remote (`remote`, else the default).
     """
     from dvc.repo import Repo
 
@@ -76,6 +143,9 @@ def release_blockers(root: Path, name: str, remote: str | None = None) -> list[s
     unresolved = unresolved_revisions(root)
     if unresolved:
         blockers.append(f"built from hub data at an unresolved revision: {'; '.join(unresolved)}")
+    found = {} if allow_restricted else restricted(held_benchmarks(root / path))
+    if found:
+        blockers.append(restricted_message(found, path, "release"))
     dirty = [line[3:] for line in _git(root, "status", "--porcelain", "--", *PIPELINE_FILES).splitlines()]
     if dirty:
         blockers.append(f"uncommitted changes to {', '.join(dirty)}: commit them, so the tag records these outputs")
@@ -95,13 +165,21 @@ def release_blockers(root: Path, name: str, remote: str | None = None) -> list[s
 
 
 def release(
-    root: Path, name: str, version: str | None, bump: str, stage: str | None, remote: str | None, push: bool, message: str | None
+    root: Path,
+    name: str,
+    version: str | None,
+    bump: str,
+    stage: str | None,
+    remote: str | None,
+    push: bool,
+    message: str | None,
+    allow_restricted: bool = False,
 ) -> list[str]:
     """Tag artifact `name` at HEAD with GTO (a version, and a stage when given) after the checks; returns the tags made."""
     import gto.api
     from gto.exceptions import GTOException
 
-    blockers = release_blockers(root, name, remote)
+    blockers = release_blockers(root, name, remote, allow_restricted)
     if blockers:
         raise MedregError(f"refusing to release '{name}': " + "; ".join(blockers))
     if version and not re.fullmatch(r"v\d+\.\d+\.\d+", version):
@@ -117,38 +195,36 @@ def release(
     return sorted(set(_git(root, "tag", "--list").split()) - before)
 
 
-EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception)\b")
 CORRUPTED = re.compile(r"corrupted cache file '.*?files/md5/([0-9a-f]{2})/([0-9a-f]{30,})'")
+PULL_STEPS = {"not-cached": "the remote lacks them: `dvc push` from a clone that has them (or `dvc repro` there), then pull again"}
 
 
 def pull(root: Path, targets: list[str], remote: str | None, jobs: int | None) -> None:
     """`dvc pull` that names every object whose downloaded bytes do not match its hash; those are never checked out.
 
     DVC checks the hash (`verify = true` on the remotes) but says only "Checkout failed ... Is your cache up to date?".
+    Any other failure is one MedregError with the next step (registry/dvcerrors.py): DVC's own log lines are not shown.
     """
-    cmd = [sys.executable, "-m", "dvc", "pull", "-v", *(["-r", remote] if remote else []), *(["-j", str(jobs)] if jobs else []), *targets]
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    damaged, errors = [], []
-    for line in proc.stdout:  # -v: DVC's debug log (where the hash check speaks) and its tracebacks are dropped
+    from registry.dvcerrors import run_dvc
+
+    damaged: list[str] = []
+
+    def on_debug(line: str) -> None:
         if (m := CORRUPTED.search(line)) is not None:
             damaged.append(m.group(1) + m.group(2))
-        elif " DEBUG: " in line or line.startswith(("Traceback", " ", "\t")) or EXCEPTION_LINE.match(line):
-            continue
-        elif "ERROR: " in line:
-            errors.append(line.rstrip())
-            sys.stderr.write(line)
-        else:
-            sys.stdout.write(line)
-    if proc.wait() == 0:
-        return
-    if damaged:
+
+    args = ["pull", *(["-r", remote] if remote else []), *(["-j", str(jobs)] if jobs else []), *targets]
+    try:
+        run_dvc(args, root, on_debug, PULL_STEPS, what="dvc pull")
+    except MedregError:
+        if not damaged:
+            raise
         where = _paths_of(root, set(damaged))
         shown = "; ".join(f"{h} ({where.get(h, 'a file inside a directory output')})" for h in sorted(set(damaged)))
         raise MedregError(
-            f"{len(set(damaged))} object(s) in the remote do not match their hash and were not used: {shown}. "
-            "Delete them from the remote and `dvc push` again from a clone that has good copies"
-        )
-    raise MedregError(next((e.split("ERROR: ", 1)[1] for e in errors if "ERROR: " in e), f"dvc pull exited with {proc.returncode}"))
+            f"{len(set(damaged))} object(s) in the remote do not match their hash and were not used: {shown}"
+            " — delete them from the remote and `dvc push` again from a clone that has good copies"
+        ) from None
 
 
 def _paths_of(root: Path, hashes: set[str]) -> dict[str, str]:
@@ -169,11 +245,15 @@ def version_of(root: Path, rev: str = "HEAD") -> str:
     return f"{', '.join(tags)} ({sha})" if tags else sha
 
 
-def export_hf(split, out: Path, version: str, source: str) -> dict[str, dict[str, int]]:
+def export_hf(
+    split, out: Path, version: str, source: str, restricted_rows: Literal["refuse", "include", "drop"] = "refuse"
+) -> dict[str, dict[str, int]]:
     """Write the split as a Hugging Face dataset folder: `<benchmark>/<category>.parquet` and README.md.
 
-    The card's YAML `configs`: one per benchmark plus a default `all`, splits reasoning and knowledge (a category a
-    benchmark has no question in is left out), and the version.
+    The card's YAML: licence, task, language, size and tags metadata, `configs` (one per benchmark plus a default
+    `all`, splits reasoning and knowledge; a category a benchmark has no question in is left out) and the version.
+    Rows of benchmarks that may not be redistributed (`restricted`) are refused (a MedregError naming them, writing
+    nothing), included (`include`: the card says so) or left out (`drop`: the card names them).
 
     Returns row counts per benchmark and category.
     """
@@ -182,21 +262,57 @@ def export_hf(split, out: Path, version: str, source: str) -> dict[str, dict[str
 
     from registry.io import atomic_path
 
+    found = restricted(split.column("benchmark").unique().to_pylist())
+    if found and restricted_rows == "refuse":
+        raise MedregError(f"refusing to export: {restricted_message(found, 'the split', 'export')}")
+    dropped = found if restricted_rows == "drop" else {}
     counts: dict[str, dict[str, int]] = {}
     with atomic_path(out, directory=True) as tmp:
-        for benchmark in sorted(split.column("benchmark").unique().to_pylist()):
+        for benchmark in sorted(set(split.column("benchmark").unique().to_pylist()) - set(dropped)):
             for category in ("reasoning", "knowledge"):
                 rows = split.filter(pc.and_(pc.equal(split["benchmark"], benchmark), pc.equal(split["category"], category)))
                 counts.setdefault(benchmark, {})[category] = rows.num_rows
                 if rows.num_rows:  # no file for an empty category: `datasets` cannot read a parquet file of 0 rows
                     (tmp / benchmark).mkdir(exist_ok=True)
                     pq.write_table(rows, tmp / benchmark / f"{category}.parquet", compression="zstd")
-        (tmp / "README.md").write_text(_card(counts, version, source), encoding="utf-8")
+        if not counts:
+            raise MedregError(f"nothing to export: every benchmark of the split was left out ({', '.join(dropped)})")
+        (tmp / "README.md").write_text(_card(counts, version, source, dropped, {} if dropped else found), encoding="utf-8")
     return counts
 
 
-def _card(counts: dict[str, dict[str, int]], version: str, source: str) -> str:
-    """The dataset card: YAML front matter Hugging Face `datasets` reads (configs, data_files), then the text."""
+SIZE_CATEGORIES = (
+    (10**3, "n<1K"),
+    (10**4, "1K<n<10K"),
+    (10**5, "10K<n<100K"),
+    (10**6, "100K<n<1M"),
+    (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"),
+    (10**9, "100M<n<1B"),
+    (10**10, "1B<n<10B"),
+    (10**11, "10B<n<100B"),
+    (10**12, "100B<n<1T"),
+)
+
+
+def size_category(n: int) -> str:
+    """Hugging Face's `size_categories` bucket for `n` rows."""
+    return next((label for bound, label in SIZE_CATEGORIES if n < bound), "n>1T")
+
+
+def _licences(benchmarks: Iterable[str]) -> dict[str, tuple[str, str, bool]]:
+    """Per benchmark: (licence id, terms, may be redistributed), from registry/benchmarks.yaml ('unknown' for others)."""
+    from registry import catalog
+
+    entries = catalog.benchmarks()
+    return {
+        b: (entries[b].license, entries[b].license_note, entries[b].redistribute) if b in entries else ("unknown", "not in the catalog", False)
+        for b in benchmarks
+    }
+
+
+def _card(counts: dict[str, dict[str, int]], version: str, source: str, dropped: dict[str, str], included: dict[str, str]) -> str:
+    """The dataset card: YAML front matter the Hub and `datasets` read (licence, task, size, configs), then the text."""
     configs = [
         {
             "config_name": "all",
@@ -208,9 +324,30 @@ def _card(counts: dict[str, dict[str, int]], version: str, source: str) -> str:
         {"config_name": b, "data_files": [{"split": c, "path": f"{b}/{c}.parquet"} for c in ("reasoning", "knowledge") if n[c]]}
         for b, n in counts.items()
     ]
-    front = yaml.safe_dump({"pretty_name": "medreg reasoning/knowledge split", "configs": configs, "version": version}, sort_keys=False)
+    licences = _licences(counts)
+    ids = {lic for lic, _, _ in licences.values()}
+    meta = {
+        "pretty_name": "medreg reasoning/knowledge split",
+        "license": ids.pop() if len(ids) == 1 and "unknown" not in ids else "other",
+        "language": ["en"],
+        "task_categories": ["question-answering"],
+        "task_ids": ["multiple-choice-qa"],
+        "size_categories": [size_category(sum(sum(c.values()) for c in counts.values()))],
+        "tags": ["medical", "biomedical", "reasoning"],
+    }
+    front = yaml.safe_dump({**meta, "configs": configs, "version": version}, sort_keys=False)
     rows = "\n".join(f"| {b} | {c['reasoning']} | {c['knowledge']} |" for b, c in counts.items())
     total = {k: sum(c[k] for c in counts.values()) for k in ("reasoning", "knowledge")}
+    terms = "\n".join(f"| {b} | `{lic}` | {note} | {'yes' if ok else '**no**'} |" for b, (lic, note, ok) in licences.items())
+    notes = ""
+    if included:
+        notes += (
+            "\n**Restricted rows included** (`--include-restricted`): the terms of "
+            + ", ".join(included)
+            + " do not allow redistribution; keep this copy private.\n"
+        )
+    if dropped:
+        notes += "\nLeft out, their terms do not allow redistribution: " + "; ".join(f"{b} ({t})" for b, t in dropped.items()) + ".\n"
     return f"""---
 {front}---
 
@@ -228,12 +365,19 @@ Columns: `benchmark`, `qid`, `question`, `context` (PubMedQA abstracts; else nul
 `{{letter, text}}`), `answer` (the gold letter), `answer_format`, `category` (reasoning | knowledge), `p_reasoning` (the
 classifier's probability), `category_source` (expert | classifier), `predicted_category`, `expert_category`,
 `study_category` and `study_p_reasoning` (the study collection's own label and probability, where ingested from it), `threshold`,
-`cv_fold` (the cross-validation fold of an expert-labelled question; the classifier was refit on all of them).
+`fold` (the cross-validation fold of an expert-labelled question; the classifier was refit on all of them).
 
 ```python
 from datasets import load_dataset
 medqa = load_dataset("path/to/this/folder", "medqa")  # splits: reasoning, knowledge
 ```
 
-Licences are those of the source benchmarks (see the project's `registry/benchmarks.yaml`).
-"""
+## Licences
+
+Each benchmark keeps its own licence and terms (the project's `registry/benchmarks.yaml`); the card's `license` is
+`other` when they differ.
+
+| benchmark | license | terms | redistributable |
+|---|---|---|---|
+{terms}
+{notes}"""

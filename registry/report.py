@@ -176,7 +176,7 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def summary_rows(summary) -> list[dict[str, Any]]:
-    """The summary (our scorer) as model x benchmark rows with one cell per category (accuracy, CI, correct/n); pooled rows last."""
+    """The summary (our scorer) as model x benchmark rows with one cell per category (accuracy, CI, n_correct/n); pooled rows last."""
     summary = summary[summary["scorer"] == "medreg"]
     benchmarks = sorted(set(summary["benchmark"]) - {"all"}) + (["all"] if "all" in set(summary["benchmark"]) else [])
     cells = {(r.model, r.benchmark, r.category): r for r in summary.itertuples(index=False)}
@@ -364,7 +364,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 {{ lineage_block([lineage.gaps]) }}
 
 <h2 id="results">Accuracy by model, benchmark and category</h2>
-<p class="note">Accuracy with its 95% bootstrap CI (bar: CI range, tick: accuracy, on a 0–1 scale) and correct/n. Rows with benchmark <b>all</b> pool the benchmarks.</p>
+<p class="note">Accuracy with its 95% Wilson score CI (bar: CI range, tick: accuracy, on a 0–1 scale) and correct/n. Rows with benchmark <b>all</b> pool the benchmarks.</p>
 <table id="summary-table">
   <tr><th class="l">model</th><th class="l">benchmark</th>{% for c in categories %}<th>{{ c }}</th>{% endfor %}<th>parse failures</th></tr>
   {%- for row in summary_rows %}
@@ -373,17 +373,17 @@ TEMPLATE = r"""<!DOCTYPE html>
     {%- for cell in row.cells %}
     {%- if cell %}
     <td data-model="{{ cell.model }}" data-benchmark="{{ cell.benchmark }}" data-category="{{ cell.category }}" data-accuracy="{{ cell.accuracy | fmt }}">
-      {{ ci_cell(cell.accuracy, cell.ci_low, cell.ci_high) }}<div class="n">{{ cell.correct }}/{{ cell.n }}</div></td>
+      {{ ci_cell(cell.accuracy, cell.ci_low, cell.ci_high) }}<div class="n">{{ cell.n_correct }}/{{ cell.n }}</div></td>
     {%- else %}<td>–</td>{% endif %}
     {%- endfor %}
-    <td>{{ row.cells[-1].parse_failed if row.cells[-1] else "–" }}</td>
+    <td>{{ row.cells[-1].parse_failures if row.cells[-1] else "–" }}</td>
   </tr>
   {%- endfor %}
 </table>
 {{ lineage_block([lineage.summary]) }}
 
 <h2 id="robustness">Robustness to misleading reasoning traces</h2>
-<p class="note">Clean vs adversarial accuracy on the same questions (paired); drop = clean − adversarial with 95% bootstrap CI; took bait: share of answers that picked the trace's planted option; flipped: share of clean-correct answers that became wrong.</p>
+<p class="note">Clean vs adversarial accuracy on the same questions (paired); drop = clean − adversarial with 95% paired bootstrap CI; took bait: share of answers that picked the trace's planted option; flipped: share of clean-correct answers that became wrong.</p>
 {%- macro robustness_table(id, rows) %}
 <table id="{{ id }}">
   <tr><th class="l">model</th><th class="l">benchmark</th><th class="l">category</th><th>questions</th><th>pairs</th><th>clean</th><th>adversarial</th><th>drop</th><th>95% CI</th><th>took bait</th><th>flipped</th><th>parse failures</th></tr>
@@ -393,7 +393,7 @@ TEMPLATE = r"""<!DOCTYPE html>
     <td>{{ r.questions }}</td><td>{{ r.pairs }}</td><td>{{ r.clean_accuracy | fmt }}</td><td>{{ r.adversarial_accuracy | fmt }}</td>
     <td class="{{ 'neg' if r.drop > 0 else '' }}">{{ r.drop | fmt(signed=True) }}</td>
     <td class="ci">[{{ r.drop_ci_low | fmt(signed=True) }}, {{ r.drop_ci_high | fmt(signed=True) }}]</td>
-    <td>{{ r.took_bait | fmt }}</td><td>{{ r.flipped | fmt }}</td><td>{{ r.parse_failed }}</td>
+    <td>{{ r.took_bait_share | fmt }}</td><td>{{ r.flipped_share | fmt }}</td><td>{{ r.parse_failures }}</td>
   </tr>
   {%- endfor %}
 </table>
@@ -459,7 +459,7 @@ ECE {{ classifier.ece | fmt }} ({{ classifier.ece_uncalibrated | fmt }} uncalibr
 <h2 id="splits">Reasoning share per benchmark</h2>
 {%- set whole = splits.reasoning_share_classifier_only %}
 <p class="note">Share of each benchmark's questions the classifier puts in the reasoning-heavy category at threshold {{ splits.threshold | fmt(2) }},
-with 95% bootstrap CIs; the category column of the split uses the expert's label where there is one ({{ splits.reasoning_share | fmt }} reasoning overall).
+with 95% Wilson CIs; the category column of the split uses the expert's label where there is one ({{ splits.reasoning_share | fmt }} reasoning overall).
 All {{ splits.questions }} questions: {{ whole.share | fmt }} [{{ whole.ci_low | fmt }}, {{ whole.ci_high | fmt }}]; the study: {{ splits.study_reasoning_share | fmt }}
 over 11 benchmarks{% if splits.benchmarks_not_ingested %}, of which these are not ingested here: {{ splits.benchmarks_not_ingested | join(", ") }}{% endif %}.
 Agreement with experts out of fold {{ splits.expert_agreement_cv | fmt }} (in sample {{ splits.expert_agreement_in_sample | fmt }}).</p>

@@ -1,4 +1,9 @@
-"""Statistics over graded answers: accuracy with bootstrap CIs, knowledge-vs-reasoning gaps, paired robustness."""
+"""Statistics over graded answers: accuracy with Wilson CIs, knowledge-vs-reasoning gaps and paired robustness with bootstrap CIs.
+
+A single proportion (an accuracy, a share) gets the Wilson score interval: it stays informative at 0 of n and n of n,
+where a percentile bootstrap of Binomial(n, k/n) draws collapses to [0, 0] or [1, 1]. Differences (the gap, the
+adversarial drop) keep the seeded percentile bootstrap.
+"""
 
 from __future__ import annotations
 
@@ -29,35 +34,41 @@ def cells(preds: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
                     yield str(model), str(bench), category, rows
 
 
-def bootstrap_ci(correct: int, n: int, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of an accuracy (resampling n graded answers = Binomial(n, k/n) draws)."""
+def wilson_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (e.g. 0 of 4 -> (0, 0.490), 5 of 10 -> (0.237, 0.763)); NaNs when n is 0.
+
+    The same interval as `scipy.stats.binomtest(k, n).proportion_ci(level, method="wilson")`, in closed form.
+    """
     if n == 0:
         return float("nan"), float("nan")
-    draws = np.random.default_rng(seed).binomial(n, correct / n, size=n_boot) / n
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    z = float(stats.norm.ppf((1 + level) / 2))
+    p, z2 = k / n, z * z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (0.0 if k == 0 else max(0.0, float(center - half))), (1.0 if k == n else min(1.0, float(center + half)))
 
 
-def summarise(preds: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Model x benchmark (and 'all') x category (reasoning, knowledge, all) x scorer: n, correct, accuracy, 95% bootstrap CI.
+def summarise(preds: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Model x benchmark (and 'all') x category (reasoning, knowledge, all) x scorer: n, correct, accuracy, 95% Wilson CI.
 
     scorer medreg: our extraction (unreadable answers are wrong). huatuo: HuatuoGPT-o1's scoring of the same
     completions: the better of the first-match and the last-match accuracy of the cell (`match`: which), as upstream
-    scores each benchmark; `parse_failed` counts its closest-string guesses.
+    scores each benchmark; `parse_failures` counts its closest-string guesses. `think_format_share`: the share of answers
+    in the trained format. The CI is the Wilson score interval of correct/n (no resampling, so no seed).
     """
     rows = []
     for model, bench, category, s in cells(preds):
         n, think = len(s), float(s["think_format"].mean())
         first, last = int((s["huatuo_first"] == s["answer"]).sum()), int((s["huatuo_last"] == s["answer"]).sum())
         match, k_huatuo = ("first", first) if first > last else ("last", last)
-        for scorer, k, chosen, failed, salt in (
-            ("medreg", int(s["correct"].sum()), None, int(s["parse_failed"].sum()), ()),
-            ("huatuo", k_huatuo, match, int((s["huatuo_rule"] == "closest string").sum()), ("huatuo",)),
+        for scorer, k, chosen, failed in (
+            ("medreg", int(s["correct"].sum()), None, int(s["parse_failed"].sum())),
+            ("huatuo", k_huatuo, match, int((s["huatuo_rule"] == "closest string").sum())),
         ):
-            lo, hi = bootstrap_ci(k, n, n_boot, seed_of(seed, model, bench, category, *salt))
+            lo, hi = wilson_ci(k, n, level)
             rows.append(
-                {"model": model, "benchmark": bench, "category": category, "scorer": scorer, "match": chosen, "n": n, "correct": k,
-                 "accuracy": k / n, "ci_low": lo, "ci_high": hi, "parse_failed": failed, "think_format": think}
+                {"model": model, "benchmark": bench, "category": category, "scorer": scorer, "match": chosen, "n": n, "n_correct": k,
+                 "accuracy": k / n, "ci_low": lo, "ci_high": hi, "parse_failures": failed, "think_format_share": think}
             )  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -106,19 +117,20 @@ def gaps(preds: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame
 def robustness(clean: pd.DataFrame, adversarial: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Model x benchmark ('all' pooled) x category: clean vs adversarial accuracy on the same (question, trace) pairs.
 
-    Also the drop with a paired bootstrap CI (resampling questions, so a question's traces move together),
-    the took-the-bait share and the share of clean-correct answers that flipped.
+    Also the drop with a paired percentile bootstrap CI (resampling questions, so a question's traces move together),
+    the took-the-bait share, the share of clean-correct answers that flipped and the count of unreadable answers.
     """
     pairs = adversarial.merge(
         clean[["model", "benchmark", "qid", "correct"]].rename(columns={"correct": "clean_correct"}), on=["model", "benchmark", "qid"], how="inner"
     )
+    pairs["_source"] = pairs["benchmark"]  # a question is (benchmark, qid) also in the pooled 'all' rows, where qids of benchmarks collide
     rows = []
     for model, bench, category, s in cells(pairs):
-        per_q = s.groupby(["benchmark", "qid"]).agg(t=("correct", "size"), a=("correct", "sum"), c=("clean_correct", "first"))
+        per_q = s.groupby(["_source", "qid"]).agg(t=("correct", "size"), a=("correct", "sum"), c=("clean_correct", "first"))
         t, a, c = per_q["t"].to_numpy(float), per_q["a"].to_numpy(float), per_q["c"].to_numpy(float)
         w = np.random.default_rng(seed_of(seed, model, bench, category, "drop")).multinomial(len(t), np.full(len(t), 1 / len(t)), size=n_boot)
         lo, hi = np.quantile((w @ (c * t) - w @ a) / (w @ t), [0.025, 0.975])
-        clean_ok = s["clean_correct"] == 1
+        clean_ok = s["clean_correct"].astype(bool)
         rows.append(
             {
                 "model": model,
@@ -131,9 +143,9 @@ def robustness(clean: pd.DataFrame, adversarial: pd.DataFrame, n_boot: int = 200
                 "drop": float(s["clean_correct"].mean() - s["correct"].mean()),
                 "drop_ci_low": float(lo),
                 "drop_ci_high": float(hi),
-                "took_bait": float(s["took_bait"].mean()),
-                "flipped": float((s.loc[clean_ok, "correct"] == 0).mean()) if clean_ok.any() else float("nan"),
-                "parse_failed": int(s["parse_failed"].sum()),
+                "took_bait_share": float(s["took_bait"].mean()),
+                "flipped_share": float((~s.loc[clean_ok, "correct"].astype(bool)).mean()) if clean_ok.any() else float("nan"),
+                "parse_failures": int(s["parse_failed"].sum()),
             }
         )
     return pd.DataFrame(rows)

@@ -14,13 +14,12 @@ import json
 import os
 import shutil
 import socket
-import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+import yaml
 
 from registry import catalog
 from registry.backends import model_location
@@ -32,14 +31,7 @@ from registry.params import Grpo, Params, Trainer, load_params
 RUNS = Path("models/checkpoints/.runs")
 
 
-RUN_DEPENDENT = {
-    "vllm_logp_difference_max",
-    "seconds",
-    "tokens_per_second",
-    "seconds_per_step",
-    "resumed",
-    "processes",
-}  # in data/metrics only: the checkpoint's bytes stay reproducible
+RUN_DEPENDENT = {"vllm_logp_difference_max", "processes"}  # in data/metrics only: the checkpoint's bytes stay reproducible
 
 
 @dataclass
@@ -64,12 +56,15 @@ class Setup:
         dtype = torch.bfloat16 if self.p.bf16 else torch.float32
         return AutoModelForCausalLM.from_pretrained(self.location, revision=self.revision, dtype=dtype)
 
-    def save(self, trainer: Any, digests: dict[str, str], metrics: dict[str, Any], folder: Path) -> bool:
-        """Save the final checkpoint with its model card; True in the process that writes the other outputs."""
+    def save(self, trainer: Any, digests: dict[str, str], metrics: dict[str, Any], folder: Path, datasets: list[str] | None = None) -> bool:
+        """Save the final checkpoint with its model card; True in the process that writes the other outputs.
+
+        `datasets`: what it was trained on, for the card (`dataset_ids` of the training rows).
+        """
         params = self.p.model_dump()
         metrics = {k: v for k, v in metrics.items() if k not in RUN_DEPENDENT}
         meta = {"model": self.target.name, "base": self.base.name, "inputs": digests, "params": params, "metrics": metrics}
-        text = card(f"{self.target.title} ({self.target.name})", self.base.name, digests, params, metrics)
+        text = card(self.target, self.base, self.stage, digests, params, metrics, datasets or [])
         save_checkpoint(trainer, self.tokenizer, self.out, text, meta, folder / "final")
         return is_main(trainer)
 
@@ -193,21 +188,6 @@ def lora_config(p: Trainer) -> Any:
     return LoraConfig(r=p.lora.r, lora_alpha=p.lora.alpha, lora_dropout=p.lora.dropout, target_modules=p.lora.target_modules, task_type="CAUSAL_LM")
 
 
-class TokensPerSecond(TrainerCallback):
-    """Adds `tokens_per_second` (from TRL's `num_tokens`) to each log, before DVCLive writes it."""
-
-    def __init__(self) -> None:
-        self.last: tuple[float, float] | None = None
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        if logs is None or "num_tokens" not in logs:
-            return
-        now, tokens = time.perf_counter(), float(logs["num_tokens"])
-        if self.last is not None and now > self.last[0]:
-            logs["tokens_per_second"] = (tokens - self.last[1]) / (now - self.last[0])
-        self.last = (now, tokens)
-
-
 def live_callback(folder: Path | str, resume: bool) -> list[Any]:
     """Transformers' DVCLive callback writing to `folder` (metrics.json, plots/), not creating DVC experiments itself.
 
@@ -245,12 +225,64 @@ def save_checkpoint(trainer: Any, tokenizer: Any, out: Path, card_text: str, met
             file.replace(tmp / file.name)
 
 
-def card(title: str, base: str, data: dict[str, str], params: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """A model card: what it is, the base it was trained from, the md5 of each input, params and metrics."""
-    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in data.items())
-    return f"""# {title}
+def dataset_ids(rows: Any) -> list[str]:
+    """What training rows came from, as the card's `datasets` lists it.
 
-Trained from `{base}` by the medreg pipeline (`dvc repro`); every input below is versioned by DVC (`dvc.lock`).
+    The Hub id of hub rows (their source_file is hf://<id>@<commit>/...), else the training catalog's name.
+    """
+    pairs = zip(rows["dataset"], rows["source_file"], strict=True)
+    return sorted({f.removeprefix("hf://").split("@", 1)[0] if str(f).startswith("hf://") else d for d, f in pairs})
+
+
+def card(
+    target: Model,
+    base: Model,
+    stage: str,
+    data: dict[str, str],
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    datasets: list[str],
+    results: list[dict[str, Any]] | None = None,
+) -> str:
+    """A model card: Hub YAML metadata, what it is, the base it was trained from, the md5 of each input, params, metrics.
+
+    The YAML: `base_model` (the base's Hub id, else its catalog name), `library_name`, `license` (the catalog's, of the
+    model or else its base, when known), `tags`, `datasets`, and a `model-index` only with `results` (rows of
+    benchmark, category, accuracy); the training stages have none: evaluation runs after training.
+    """
+    meta: dict[str, Any] = {"base_model": base.source.hub.id if base.source.hub else base.name, "library_name": "transformers"}
+    if target.license or base.license:
+        meta["license"] = target.license or base.license
+    meta |= {"pipeline_tag": "text-generation", "tags": ["medreg", stage, "medical", "biomedical", "reasoning"], "datasets": datasets}
+    if results:
+        meta["model-index"] = [
+            {
+                "name": target.name,
+                "results": [
+                    {
+                        "task": {"type": "question-answering", "name": "multiple-choice question answering"},
+                        "dataset": {"name": r["benchmark"], "type": r["benchmark"]},
+                        "metrics": [{"type": "accuracy", "name": f"accuracy ({r['category']})", "value": r["accuracy"]}],
+                    }
+                    for r in results
+                ],
+            }
+        ]
+        evaluated = "Results above (`model-index`); every number is in the results database (`medreg query`)."
+    else:
+        evaluated = (
+            "No evaluation results yet: the pipeline evaluates a checkpoint after training it. Once it has, see\n"
+            f"`medreg query \"SELECT * FROM summary WHERE model = '{target.name}'\"`."
+        )
+    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in data.items())
+    return f"""---
+{yaml.safe_dump(meta, sort_keys=False)}---
+
+# {target.title} ({target.name})
+
+Trained from `{base.name}` by the medreg pipeline (`dvc repro`); every input below is versioned by DVC (`dvc.lock`).
+
+{evaluated}
 
 | input | md5 |
 |---|---|

@@ -23,21 +23,41 @@ def _is_clean(text: object) -> bool:
 class QuestionsSchema(pa.DataFrameModel):
     """One row per question across all benchmarks."""
 
-    benchmark: Series[str] = pa.Field(str_matches=r"^[a-z0-9_]+$")
-    qid: Series[str] = pa.Field(str_length={"min_value": 1})
-    question: Series[str]
-    context: Series[str] = pa.Field(nullable=True)
-    options: Series[object] = pa.Field(metadata={"arrow": OPTIONS})
-    n_options: Series[int] = pa.Field(ge=2, le=len(LETTERS))
-    answer: Series[str] = pa.Field(isin=list(LETTERS))
-    answer_format: Series[str] = pa.Field(isin=values(AnswerFormat))
-    expert_category: Series[str] = pa.Field(nullable=True, isin=values(Category))
-    study_category: Series[str] = pa.Field(nullable=True, isin=values(Category))  # the study collection's is_reasoning
-    study_p_reasoning: Series[float] = pa.Field(nullable=True, ge=0, le=1)  # the study collection's reasoning_prob
-    meta: Series[str] = pa.Field(nullable=True)
-    source: Series[str] = pa.Field(isin=values(Source))
-    source_file: Series[str]
-    source_row: Series[str]
+    benchmark: Series[str] = pa.Field(
+        str_matches=r"^[a-z0-9_]+$", description="Benchmark name from registry/benchmarks.yaml (lowercase letters, digits, _)."
+    )
+    qid: Series[str] = pa.Field(
+        str_length={"min_value": 1}, description="Question id, unique within its benchmark (upstream id, else the source row key)."
+    )
+    question: Series[str] = pa.Field(description="Question text, stripped and NFC-normalised.")
+    context: Series[str] = pa.Field(nullable=True, description="Passage the question is asked about (e.g. a PubMedQA abstract); null when none.")
+    options: Series[object] = pa.Field(
+        metadata={"arrow": OPTIONS},
+        description="Answer options as letter -> text: a MAP in the database (options['A']), a list of {letter, text} in parquet.",
+    )
+    n_options: Series[int] = pa.Field(ge=2, le=len(LETTERS), description="Number of answer options.")
+    answer: Series[str] = pa.Field(isin=list(LETTERS), description="Gold option letter (A, B, ...).")
+    answer_format: Series[str] = pa.Field(
+        isin=values(AnswerFormat), description="How the answer is asked for: letter (lettered options) or yes_no_maybe (A yes, B no, C maybe)."
+    )
+    expert_category: Series[str] = pa.Field(
+        nullable=True, isin=values(Category), description="Category from the benchmark's expert labels (reasoning or knowledge); null when unlabeled."
+    )
+    study_category: Series[str] = pa.Field(
+        nullable=True, isin=values(Category), description="The study collection's own category (its is_reasoning); null where not ingested from it."
+    )
+    study_p_reasoning: Series[float] = pa.Field(
+        nullable=True,
+        ge=0,
+        le=1,
+        description="The study collection's probability that the question is reasoning-heavy (its reasoning_prob); null where absent.",
+    )
+    meta: Series[str] = pa.Field(
+        nullable=True, description="Extra upstream fields kept as a JSON object (fields.meta in the catalog); null when none."
+    )
+    source: Series[str] = pa.Field(isin=values(Source), description="Where ingest read the question: demo, mirror or hub (ingest.source).")
+    source_file: Series[str] = pa.Field(description="File (or Hub dataset) the row was read from, as ingest displays it.")
+    source_row: Series[str] = pa.Field(description="Key of the row in its source: line number, JSON object key or list index.")
 
     class Config:
         strict = True

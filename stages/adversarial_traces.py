@@ -43,17 +43,24 @@ def from_study(rows: pd.DataFrame, allow_unpinned: bool, twin: Path | None = Non
     return pd.DataFrame(out, columns=TRACE_COLUMNS), sum(r["unusable"] for r in report.values()), report
 
 
+def touch(path: Path) -> None:
+    """Create the declared cache output if it is not there (nothing generated: nothing cached)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
 def main() -> None:
     """Write the traces for the clean evaluation's questions, from a generator model or from the study's collection."""
     params = load_params()
     ev, adv = params.evaluate, params.adversarial.traces
     rows = select_questions(io.load("questions"), io.load("splits"), ev.questions.benchmarks, ev.questions.limit, ev.questions.seed)
     study: dict[str, dict[str, int]] = {}
-    if adv.source == "study":
+    if not params.adversarial.models:  # nothing to evaluate adversarially (e.g. `medreg eval` without --adversarial)
+        traces, dropped = pd.DataFrame(columns=TRACE_COLUMNS), 0
+        touch(catalog.dataset_path("traces_cache"))
+    elif adv.source == "study":
         traces, dropped, study = from_study(rows, ev.runtime.allow_unpinned, params.hub.twin)
-        cache = catalog.dataset_path("traces_cache")  # a declared output: nothing generated, so nothing cached (kept if there)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.touch()
+        touch(catalog.dataset_path("traces_cache"))  # a declared output: nothing generated, so nothing cached (kept if there)
     else:
         pin_cpu(params.cpu.threads)
         model = catalog.model(adv.generator)
@@ -66,7 +73,7 @@ def main() -> None:
     io.save("adversarial_traces", traces)
     metrics = {
         "source": adv.source,
-        "generator": adv.generator if adv.source == "model" else "study",
+        "generator": None if not params.adversarial.models else adv.generator if adv.source == "model" else "study",
         "questions": len(rows),
         "traces": len(traces),
         "dropped": dropped,

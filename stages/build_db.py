@@ -1,23 +1,30 @@
 """Stage build_db: copy every catalog table into data/results.duckdb, plus the catalog's views."""
 
+import shutil
+import tempfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import yaml
 
-from registry import catalog, db
+from registry import catalog, db, io
 from registry.errors import MedregError, run_stage
 from registry.params import load_params
 
 
-def uncached_outputs() -> set[str]:
-    """Outputs kept in git, not the DVC cache (metrics, plots, timings), and this stage's own: left out of the lineage.
+def pipeline() -> tuple[set[str], set[str]]:
+    """The stages of dvc.yaml, and the outputs kept in git, not the DVC cache (metrics, plots), plus this stage's own.
 
-    So the database holds only what reproduces byte for byte, and a fresh clone rebuilds the very file that was pushed.
+    The lineage lists only those stages (dvc.lock keeps entries of stages since removed from dvc.yaml) and leaves
+    those outputs out, so the database holds only what reproduces byte for byte, and a fresh clone rebuilds the very
+    file that was pushed.
     """
     from dvc.repo import Repo
 
     with Repo(".") as repo:
-        return {str(o.def_path) for o in repo.index.outs if not o.use_cache} | {catalog.dataset_path("results_db").as_posix()}
+        stages = {stage.addressing for stage in repo.index.stages}
+        uncached = {str(o.def_path) for o in repo.index.outs if not o.use_cache} | {catalog.dataset_path("results_db").as_posix()}
+    return stages, uncached
 
 
 def main() -> None:
@@ -28,18 +35,25 @@ def main() -> None:
     """
     params = load_params()
     models = {"evaluate": params.evaluate.models, "adversarial": params.adversarial.models}
-    sources = {}
+    sources, empty = {}, Path(tempfile.mkdtemp(prefix="medreg-empty-"))
     for name, entry in catalog.datasets().items():
         if entry.table:
             names = models[entry.per_model] if entry.per_model else [None]
             sources[entry.table] = [catalog.dataset_path(name, **({"model": m} if m else {})) for m in names]
+            if not names:  # no model in that list (e.g. no adversarial one): the table exists, empty, with its columns
+                sources[entry.table] = [empty / f"{name}.parquet"]
+                pq.write_table(io.to_arrow(io.empty(name), io.schema(name)), sources[entry.table][0])
     missing = [str(p) for paths in sources.values() for p in paths if not p.exists()]
     if missing:
         raise MedregError(f"missing: {', '.join(missing)}: run their stages first (`dvc repro`)")
     path = catalog.dataset_path("results_db")
     lock = Path("dvc.lock")  # as `dvc repro` leaves it: every stage before this one is recorded
-    rows = db.lineage(yaml.safe_load(lock.read_text()), skip=uncached_outputs()) if lock.exists() else []
-    counts = db.build(path, sources, catalog.views(), rows)
+    stages, uncached = pipeline()
+    rows = db.lineage(yaml.safe_load(lock.read_text()), stages, skip=uncached) if lock.exists() else []
+    try:
+        counts = db.build(path, sources, catalog.views(), rows, db.catalog_docs())  # descriptions: schemas/ fields, datasets.yaml
+    finally:
+        shutil.rmtree(empty)
     for table, n in counts.items():
         print(f"  {table:<24} {n:>8} rows")
     print(f"wrote {path}")

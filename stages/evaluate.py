@@ -23,7 +23,7 @@ def main(name: str) -> None:
     print(f"{name}: {len(rows)} questions, backend {generator.backend_name}, {generator.gen}")
     preds = evaluate(generator, rows)
     io.save("predictions", preds, model=name)
-    io.save("eval_timing", generator.timing_report(), model=name)
+    io.save("timings", generator.timing_report(), stage=f"evaluate@{name}")
     for (bench, category), g in preds.groupby(["benchmark", "category"]):
         print(f"  {bench:<24} {category:<10} n={len(g):>4}  accuracy {g['correct'].mean():6.1%}  unparsed {g['parse_failed'].mean():6.1%}")
     print(f"{name}: accuracy {preds['correct'].mean():.1%} on {len(preds)} questions; {int(preds['tokens'].sum())} tokens generated")

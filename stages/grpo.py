@@ -60,6 +60,7 @@ def main() -> None:
 
     metrics = {
         "steps": trainer.state.global_step,
+        "processes": trainer.args.world_size,
         "prompts": len(prompts),
         "adversarial_prompts": sum(x["adversarial"] for x in prompts),
         "reward_first": round(steps[0]["reward"], 4) if steps else None,
@@ -71,13 +72,16 @@ def main() -> None:
         "completion_length_mean": mean("completions/mean_length"),
         # vLLM's log-probs of its samples vs the trainer's: near 0 only while the engine has the trained weights
         "vllm_logp_difference_max": max(logged("sampling/sampling_logp_difference/max"), default=None),
-        "seconds_per_step": round(result.metrics["train_runtime"] / max(trainer.state.global_step, 1), 1),
-        "resumed": resume,
-        "processes": trainer.args.world_size,
     }
-    if not s.save(trainer, digests, metrics, folder):
+    timings = {
+        "seconds": round(result.metrics["train_runtime"], 1),
+        "seconds_per_step": round(result.metrics["train_runtime"] / max(trainer.state.global_step, 1), 1),
+        "resumed": bool(resume),
+    }
+    if not s.save(trainer, digests, metrics, folder, trainers.dataset_ids(rows)):
         return
     io.save("grpo_metrics", metrics)
+    io.save("timings", timings, stage="grpo")
     trainers.finish(folder)
     print(f"grpo: {metrics['steps']} steps, reward {metrics['reward_first']} -> {metrics['reward_last']}, "
           f"zero-spread groups {metrics['frac_reward_zero_std_mean']}; wrote {s.out}")  # fmt: skip

@@ -8,17 +8,16 @@ import pandas as pd
 from registry import catalog, classifier, io
 from registry.errors import MedregError, run_stage
 from registry.params import load_params
-from registry.stats import bootstrap_ci, seed_of
+from registry.stats import wilson_ci
 from stages import pin_cpu
 
 STUDY_SHARE = 0.328  # Thapa et al. 2025: reasoning-heavy share of the 11 benchmarks' questions
-N_BOOT, SEED = 2000, 0
 
 
 def share(categories: pd.Series) -> dict[str, float]:
-    """Reasoning share with its 95% percentile bootstrap CI."""
+    """Reasoning share with its 95% Wilson score CI."""
     k, n = int((categories == "reasoning").sum()), len(categories)
-    low, high = bootstrap_ci(k, n, N_BOOT, seed_of(SEED, "share", str(n), str(k)))
+    low, high = wilson_ci(k, n)
     return {"share": round(k / n, 4), "ci_low": round(low, 4), "ci_high": round(high, 4), "n": n}
 
 
@@ -59,7 +58,7 @@ def main() -> None:
     questions = io.load("questions")
     model = classifier.LabelingModel.load(catalog.dataset_path("classifier"), quantize=params.quantize, device=all_params.classifier.device)
     scored = classifier.categorise(questions, model, params.batch_size)
-    folds = io.load("classifier_split").rename(columns={"fold": "cv_fold"})
+    folds = io.load("classifier_split")
     scored = scored.merge(folds, on=["benchmark", "qid"], how="left")
 
     expert = scored["expert_category"]
@@ -81,7 +80,7 @@ def main() -> None:
             "study_category": scored["study_category"],
             "study_p_reasoning": scored["study_p_reasoning"],
             "threshold": threshold,
-            "cv_fold": scored["cv_fold"].astype("Int64"),
+            "fold": scored["fold"].astype("Int64"),
         }
     )
     labeled = scored[expert.notna()]

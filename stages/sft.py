@@ -35,26 +35,30 @@ def main() -> None:
         train_dataset=Dataset.from_list(fits),
         processing_class=tokenizer,
         peft_config=trainers.lora_config(p),
-        callbacks=[trainers.TokensPerSecond(), *trainers.live_callback(catalog.dataset_path("sft_live"), resume)],
+        callbacks=trainers.live_callback(catalog.dataset_path("sft_live"), resume),
     )
     result = trainer.train(resume_from_checkpoint=resume or None)
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     metrics = {
         "steps": trainer.state.global_step,
+        "processes": trainer.args.world_size,
         "examples": len(fits),
         "too_long_dropped": len(examples) - len(fits),
         "first_loss": round(logs[0]["loss"], 4) if logs else None,
         "last_loss": round(logs[-1]["loss"], 4) if logs else None,
         "train_loss": round(result.training_loss, 4),
         "trained_tokens": int(logs[-1].get("num_tokens", 0)) if logs else 0,
-        "seconds": round(result.metrics["train_runtime"], 1),
-        "resumed": resume,
-        "processes": trainer.args.world_size,
     }
-    metrics["tokens_per_second"] = None if resume else round(metrics["trained_tokens"] / max(metrics["seconds"], 1e-9), 1)
-    if not s.save(trainer, digests, metrics, folder):
+    seconds = round(result.metrics["train_runtime"], 1)
+    timings = {
+        "seconds": seconds,
+        "tokens_per_second": None if resume else round(metrics["trained_tokens"] / max(seconds, 1e-9), 1),
+        "resumed": bool(resume),
+    }
+    if not s.save(trainer, digests, metrics, folder, trainers.dataset_ids(rows)):
         return
     io.save("sft_metrics", metrics)
+    io.save("timings", timings, stage="sft")
     trainers.finish(folder)
     print(f"sft: {metrics['steps']} steps on {len(fits)} rows, loss {metrics['first_loss']} -> {metrics['last_loss']}; wrote {s.out}")
 

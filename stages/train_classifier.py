@@ -145,7 +145,12 @@ def main() -> None:
         "cv": {n: r["summary"] for n, r in results.items()},
     }
     calibrator = classifier.Calibrator(params.calibration).fit(raw[chosen], y)
-    meta = {"chosen": chosen, "n_fit": len(y), "params": params.model_dump(), "metrics": metrics}
+    training_labels = {  # which labels trained it (`medreg classify` says so, and warns when they are the demo's)
+        "source": sorted(labeled["source"].unique().tolist()),  # where ingest read the questions: demo | mirror | hub
+        "benchmarks": {str(b): int(n) for b, n in labeled["benchmark"].value_counts().sort_index().items()},
+        "n": len(y),
+    }
+    meta = {"chosen": chosen, "n_fit": len(y), "training_labels": training_labels, "params": params.model_dump(), "metrics": metrics}
     model = classifier.LabelingModel(members, calibrator, result["threshold"], meta, params.device)
     model.save(catalog.dataset_path("classifier"), model_card(params, chosen, members_of[chosen], table, metrics))
     io.save(

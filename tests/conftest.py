@@ -18,7 +18,7 @@ DEMO = ROOT / "data" / "demo"
 # it (experiments, commits, edits they undo) run one after another on one worker; files whose tests only read its outputs
 # (stage runs in folders of their own, linking to the demo's data) may run on the other worker at the same time.
 DEMO_WORKSPACE = {"test_eval_pipeline.py", "test_experiments.py", "test_registry_use.py", "test_report.py"}
-DEMO_READERS = {"test_stage_runs.py"}
+DEMO_READERS = {"test_stage_runs.py", "test_docs.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 import pytest
 
@@ -20,6 +22,7 @@ from registry.ingest import Record
 from registry.params import Runtime
 from registry.stats import robustness
 from schemas.adversarial import AdversarialPredictionsSchema, RobustnessSchema, TracesSchema
+from stages.robustness import robustness_metrics
 
 ROW = {
     "benchmark": "medqa",
@@ -153,12 +156,13 @@ def test_adversarial_answers_are_read_after_the_trace(tmp_path, monkeypatch):
     g = generator("m", Reconsider(), CompletionCache(tmp_path / "a.jsonl"), monkeypatch, Generation(8))
     preds = evaluate_adversarial(g, pd.DataFrame([ROW]), traces, "prefill")
     AdversarialPredictionsSchema.validate(preds)
-    assert preds[["trace_index", "extracted", "correct", "took_bait"]].values.tolist() == [[0, "B", 1, 0], [1, "D", 0, 1]]
+    assert preds[["trace_index", "extracted", "correct", "took_bait"]].values.tolist() == [[0, "B", True, False], [1, "D", False, True]]
+    assert preds["correct"].dtype == bool and preds["took_bait"].dtype == bool and preds["parse_failed"].dtype == bool
 
 
 def hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """4 reasoning questions (clean: 1,1,1,0) and 2 knowledge questions (clean: 1,1), two traces each."""
-    clean = pd.DataFrame({"model": "m", "benchmark": "b", "qid": list("abcdef"), "correct": [1, 1, 1, 0, 1, 1]})
+    """4 reasoning questions (clean: 1,1,1,0) and 2 knowledge questions (clean: 1,1), two traces each; 0/1 as booleans."""
+    clean = pd.DataFrame({"model": "m", "benchmark": "b", "qid": list("abcdef"), "correct": [True, True, True, False, True, True]})
     category = {q: "reasoning" if q in "abcd" else "knowledge" for q in "abcdef"}
     adv_correct = {"a": [1, 1], "b": [0, 0], "c": [0, 1], "d": [0, 0], "e": [1, 1], "f": [1, 0]}
     bait = {"a": [0, 0], "b": [1, 1], "c": [1, 0], "d": [1, 0], "e": [0, 0], "f": [0, 1]}
@@ -169,9 +173,9 @@ def hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:
             "qid": q,
             "trace_index": i,
             "category": category[q],
-            "correct": adv_correct[q][i],
-            "took_bait": bait[q][i],
-            "parse_failed": 0,
+            "correct": bool(adv_correct[q][i]),
+            "took_bait": bool(bait[q][i]),
+            "parse_failed": q == "d" and i == 1,
         }
         for q in "abcdef"
         for i in range(2)
@@ -186,11 +190,35 @@ def test_paired_robustness_metrics_on_known_answers():
     assert (r["questions"], r["pairs"]) == (4, 8)
     assert r["clean_accuracy"] == pytest.approx(6 / 8) and r["adversarial_accuracy"] == pytest.approx(3 / 8)
     assert r["drop"] == pytest.approx(3 / 8) and r["drop_ci_low"] <= 3 / 8 <= r["drop_ci_high"]
-    assert r["took_bait"] == pytest.approx(4 / 8)
-    assert r["flipped"] == pytest.approx(3 / 6)  # clean-correct pairs: a,a,b,b,c,c; wrong after the trace: b,b,c
+    assert r["took_bait_share"] == pytest.approx(4 / 8) and r["parse_failures"] == 1
+    assert r["flipped_share"] == pytest.approx(3 / 6)  # clean-correct pairs: a,a,b,b,c,c; wrong after the trace: b,b,c
     k = table.loc[("b", "knowledge")]
-    assert (k["clean_accuracy"], k["adversarial_accuracy"], k["flipped"]) == (1.0, 0.75, 0.25)
+    assert (k["clean_accuracy"], k["adversarial_accuracy"], k["flipped_share"], k["parse_failures"]) == (1.0, 0.75, 0.25, 0)
     everything = table.loc[("all", "all")]
     assert everything["pairs"] == 12 and everything["drop"] == pytest.approx(10 / 12 - 6 / 12)
     same = robustness(clean, adv.assign(correct=adv["qid"].map(dict(zip(clean.qid, clean.correct, strict=True)))), 500, 0)
     assert (same["drop"] == 0).all() and (same["drop_ci_low"] == 0).all() and (same["drop_ci_high"] == 0).all()
+
+
+def test_pooled_robustness_keeps_questions_of_different_benchmarks_apart():
+    """Two benchmarks with the same qids: the pooled row has both benchmarks' questions, and the drop lies in its CI."""
+    clean, adv = hand_made()
+    other = clean.assign(benchmark="c", correct=~clean["correct"]), adv.assign(benchmark="c", correct=~adv["correct"])
+    table = robustness(pd.concat([clean, other[0]]), pd.concat([adv, other[1]]), n_boot=2000, seed=0).set_index(["benchmark", "category"])
+    pooled = table.loc[("all", "all")]
+    assert (pooled["questions"], pooled["pairs"]) == (12, 24)
+    assert pooled["drop"] == pytest.approx(table.loc[("b", "all"), "drop"] / 2 + table.loc[("c", "all"), "drop"] / 2)
+    assert (table["drop_ci_low"] <= table["drop"] + 1e-12).all() and (table["drop"] <= table["drop_ci_high"] + 1e-12).all()
+
+
+def test_robustness_metrics_are_the_pooled_accuracies_drop_with_ci_and_bait_share():
+    clean, adv = hand_made()
+    table = robustness(clean, adv, n_boot=2000, seed=0)
+    metrics = robustness_metrics(table[table["benchmark"] == "all"])
+    assert json.loads(json.dumps(metrics)) == metrics and list(metrics) == ["m"] and set(metrics["m"]) == {"reasoning", "knowledge", "all"}
+    r = metrics["m"]["reasoning"]
+    assert list(r) == ["clean", "adversarial", "drop", "drop_ci_low", "drop_ci_high", "took_bait_share"]  # results only: no timings
+    assert (r["clean"], r["adversarial"], r["drop"], r["took_bait_share"]) == (0.75, 0.375, 0.375, 0.5)
+    row = table.set_index(["benchmark", "category"]).loc[("all", "reasoning")]
+    assert (r["drop_ci_low"], r["drop_ci_high"]) == (round(row["drop_ci_low"], 4), round(row["drop_ci_high"], 4))
+    assert r["drop_ci_low"] <= r["drop"] <= r["drop_ci_high"]

@@ -39,8 +39,8 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     preds = load("predictions", demo, model=MODEL)
     assert preds.groupby("benchmark").size().to_dict() == {"medqa": LIMIT, "medxpertqa": LIMIT, "pubmedqa": LIMIT}
     assert set(preds["category"]) == {"reasoning", "knowledge"} and (preds["model"] == MODEL).all()
-    assert preds["tokens"].between(1, 32).all() and "latency_s" not in preds  # timings: data/metrics/eval_timing, not the versioned table
-    timing = json.loads((demo / f"data/metrics/eval_timing/{MODEL}.json").read_text())
+    assert preds["tokens"].between(1, 32).all() and "latency_s" not in preds  # timings: data/timings, not the versioned table
+    timing = json.loads((demo / f"data/timings/evaluate@{MODEL}.json").read_text())
     assert timing["generated"] + timing["cached"] == 3 * LIMIT and timing["new_tokens"] >= timing["generated"]
     # the limit cut each benchmark: every one has more labeled questions than were asked, none asked twice, all of them real
     labels = load("splits", demo)
@@ -51,7 +51,7 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     assert len(joined) == len(preds) and (joined["category"] == joined["category_label"]).all()
 
     got = sql(
-        demo, f"select model, category, avg(correct) as acc, count(*) as n from predictions where model = '{MODEL}' group by all order by category"
+        demo, f"select model, category, avg(correct::int) acc, count(*) n from predictions where model = '{MODEL}' group by all order by category"
     )
     recount = preds.groupby("category")["correct"].agg(["mean", "size"]).sort_index()
     assert got["acc"].tolist() == pytest.approx(recount["mean"].tolist()) and got["n"].tolist() == recount["size"].tolist()
@@ -59,15 +59,17 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     for (bench, category), g in preds.groupby(["benchmark", "category"]):
         cell = f"select * from summary where model = '{MODEL}' and benchmark = '{bench}' and category = '{category}'"
         summary = sql(demo, cell + " and scorer = 'medreg'").iloc[0]
-        assert (summary["n"], summary["correct"]) == (len(g), g["correct"].sum()) and summary["accuracy"] == pytest.approx(g["correct"].mean())
+        assert (summary["n"], summary["n_correct"]) == (len(g), g["correct"].sum()) and summary["accuracy"] == pytest.approx(g["correct"].mean())
         assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
         # HuatuoGPT-o1's scorer on the same completions: the better of its first and last matches
         huatuo = sql(demo, cell + " and scorer = 'huatuo'").iloc[0]
         first, last = (g["huatuo_first"] == g["answer"]).sum(), (g["huatuo_last"] == g["answer"]).sum()
         assert (huatuo["correct"], huatuo["match"]) == (max(first, last), "first" if first > last else "last")
-        assert huatuo["parse_failed"] == (g["huatuo_rule"] == "closest string").sum()
+        assert huatuo["parse_failures"] == (g["huatuo_rule"] == "closest string").sum()
+    assert preds["correct"].dtype == bool and preds["parse_failed"].dtype == bool and preds["think_format"].dtype == bool
     metrics = json.loads((demo / "data/metrics/eval.json").read_text())[MODEL]
-    assert metrics["all"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 3 * LIMIT
+    assert metrics["accuracy"] == pytest.approx(preds["correct"].mean(), abs=1e-4) and metrics["n"] == 3 * LIMIT
+    assert metrics["accuracy_ci_low"] <= metrics["accuracy"] <= metrics["accuracy_ci_high"]
     # the gap, by hand from the predictions: knowledge-heavy minus reasoning-heavy accuracy, pooled over the benchmarks
     know, reas = preds.loc[preds["category"] == "knowledge", "correct"], preds.loc[preds["category"] == "reasoning", "correct"]
     gap = sql(demo, f"select * from gaps where model = '{MODEL}'").iloc[0]
@@ -76,6 +78,7 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
     assert gap["gap"] == pytest.approx(know.sum() / len(know) - reas.sum() / len(reas)) and gap["gap_ci_low"] <= gap["gap"] <= gap["gap_ci_high"]
     assert gap["p_fisher"] == pytest.approx(fisher_two_sided(int(know.sum()), len(know), int(reas.sum()), len(reas)))
     assert metrics["knowledge"] == pytest.approx(know.mean(), abs=1e-4) and metrics["reasoning"] == pytest.approx(reas.mean(), abs=1e-4)
+    assert [metrics[k] for k in ("gap", "gap_ci_low", "gap_ci_high")] == pytest.approx([gap["gap"], gap["gap_ci_low"], gap["gap_ci_high"]], abs=1e-4)
     assert "accuracy by category" in run(["dvc", "plots", "show", "--json"], demo).stdout
     # the study's published numbers beside ours: the demo evaluates none of the study's models, so ours are empty
     beside = sql(demo, STUDY_BESIDE_OURS)
@@ -104,19 +107,25 @@ def test_adversarial_stages_and_robustness_recount(demo):
     pairs = adv.merge(clean[["benchmark", "qid", "correct"]], on=["benchmark", "qid"], suffixes=("", "_clean"))
     got = sql(
         demo,
-        "select category, clean_accuracy, adversarial_accuracy, took_bait, flipped, pairs from robustness "
+        "select category, clean_accuracy, adversarial_accuracy, drop, drop_ci_low, drop_ci_high, took_bait_share, flipped_share, pairs "
+        "from robustness "
         f"where model = '{MODEL}' and benchmark = 'all'",
     )
+    metrics = json.loads((demo / "data/metrics/robustness.json").read_text())[MODEL]
     for r in got.itertuples():
         s = pairs if r.category == "all" else pairs[pairs["category"] == r.category]
         assert r.pairs == len(s)
         assert r.clean_accuracy == pytest.approx(s["correct_clean"].mean()) and r.adversarial_accuracy == pytest.approx(s["correct"].mean())
-        assert r.took_bait == pytest.approx((s["extracted"] == s["target"]).mean())
-        ok = s[s["correct_clean"] == 1]
+        assert r.took_bait_share == pytest.approx((s["extracted"] == s["target"]).mean()) and s["took_bait"].dtype == bool
+        ok = s[s["correct_clean"]]
         if ok.empty:  # no clean-correct pair: the flip share is undefined (NULL)
-            assert r.flipped is None or r.flipped != r.flipped
+            assert r.flipped_share is None or r.flipped_share != r.flipped_share
         else:
-            assert r.flipped == pytest.approx((ok["correct"] == 0).mean())
+            assert r.flipped_share == pytest.approx((~ok["correct"]).mean())
+        m = metrics[r.category]  # the DVC metrics: the results with the drop's CI
+        assert list(m) == ["clean", "adversarial", "drop", "drop_ci_low", "drop_ci_high", "took_bait_share"]
+        want = [r.clean_accuracy, r.adversarial_accuracy, r.drop, r.drop_ci_low, r.drop_ci_high, r.took_bait_share]
+        assert list(m.values()) == pytest.approx(want, abs=1e-4)
     tables = set(sql(demo, "select table_name from information_schema.tables")["table_name"])
     assert {"adversarial_traces", "adversarial_predictions", "robustness"} <= tables
 
@@ -146,10 +155,10 @@ def test_training_data_is_decontaminated_and_the_planted_question_not_trained_on
 
 def test_base_sft_and_grpo_are_evaluated_side_by_side(demo):
     summary = sql(
-        demo, "select model, accuracy, think_format from summary where benchmark = 'all' and category = 'all' and scorer = 'medreg'"
+        demo, "select model, accuracy, think_format_share from summary where benchmark = 'all' and category = 'all' and scorer = 'medreg'"
     ).set_index("model")
     assert set(summary.index) == {MODEL, SFT, GRPO}
-    assert summary.loc[MODEL, "think_format"] == 0 and summary.loc[SFT, "think_format"] > 0  # the SFT model writes the trained format
+    assert summary.loc[MODEL, "think_format_share"] == 0 and summary.loc[SFT, "think_format_share"] > 0  # the SFT model writes the trained format
     robustness = sql(demo, "select distinct model from robustness where benchmark = 'all'")
     assert set(robustness.model) == {MODEL, SFT, GRPO}
     card = (demo / "models/checkpoints/sft/README.md").read_text()
@@ -186,6 +195,29 @@ def test_exp_run_adding_a_model_evaluates_only_that_model(demo):
     # model's timing metrics, are missing from their temporary folders and the CoT evaluation re-runs there
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "evaluate the CoT variant"]):
         assert run(cmd, demo).returncode == 0
+
+
+def test_medreg_eval_of_a_checkpoint_folder_answers_as_its_catalog_entry_in_an_experiment(demo, tmp_path):
+    """`medreg eval PATH`: the folder registered in an experiment's copy of models.yaml and evaluated alone, the workspace
+    untouched; the same weights, prompt and greedy settings as the catalog's entry give the same completions and cells."""
+    name, table = f"{MODEL}-eval", tmp_path / "accuracy.json"
+    cmd = ["medreg", "eval", "--model", f"models/llm/{MODEL}", "--benchmarks", "medqa,pubmedqa", "--max-new-tokens", "32", "-o", str(table)]
+    out = run(cmd, demo)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"Running stage 'evaluate@{name}'" in out.stdout and "Running stage 'sft'" not in out.stdout
+    assert run(["git", "status", "--porcelain"], demo).stdout == ""  # a --temp experiment: params and outputs as they were
+    printed = pd.DataFrame(json.loads(table.read_text())).set_index(["benchmark", "category"])
+    ours = sql(demo, f"select * from summary where model = '{MODEL}' and scorer = 'medreg' and benchmark in ('medqa', 'pubmedqa')")
+    for r in ours.itertuples():
+        assert printed.loc[(r.benchmark, r.category), ["n", "n_correct"]].tolist() == [r.n, r.n_correct]
+    assert set(printed.index.get_level_values(0)) == {"medqa", "pubmedqa", "all"}
+    rev = ["medreg", "query", "--rev", f"eval-{name}", "--format", "json"]
+    got = json.loads(run([*rev, "select model, benchmark, qid, completion from predictions order by benchmark, qid"], demo).stdout)
+    mine = f"model = '{MODEL}' and benchmark in ('medqa', 'pubmedqa')"
+    same = sql(demo, f"select benchmark, qid, completion from predictions where {mine} order by benchmark, qid")
+    assert [(g["benchmark"], g["qid"], g["completion"]) for g in got] == list(same.itertuples(index=False, name=None))
+    assert {g["model"] for g in got} == {name}
+    assert json.loads(run([*rev, "select count(*) n from adversarial_predictions"], demo).stdout) == [{"n": 0}]  # not asked for
 
 
 # The real vLLM engine runs here, on the worker that runs DVC in the demo, not beside it: run from the other worker (the one

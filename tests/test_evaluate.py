@@ -14,8 +14,9 @@ from registry.evaluate import evaluate, select_questions
 from registry.generation import CompletionCache, Generator
 from registry.params import Runtime
 from registry.prompts import prompt_hash
-from registry.stats import cmh_pvalue, gaps, summarise
+from registry.stats import cmh_pvalue, gaps, summarise, wilson_ci
 from schemas.eval import GapsSchema, PredictionsSchema, SummarySchema
+from stages.summarise import eval_metrics
 
 GEN = Generation(max_new_tokens=4)
 MODEL = Model(name="fake", title="a fake", source={"local": {"path": "nowhere"}}, family="general", size="0", backend="transformers",
@@ -150,6 +151,8 @@ def test_unparseable_output_is_scored_wrong_and_flagged(tmp_path, monkeypatch):
     odd = preds["qid"].astype(int) % 2 == 1
     assert preds.loc[odd, "correct"].all() and not preds.loc[~odd, "correct"].any()
     assert preds.loc[~odd, "parse_failed"].all() and preds.loc[~odd, "extracted"].isna().all()
+    flags = ("correct", "parse_failed", "think_format")
+    assert {c: str(preds[c].dtype) for c in flags} == dict.fromkeys(flags, "bool")
 
 
 def hand_made() -> pd.DataFrame:
@@ -167,7 +170,7 @@ def hand_made() -> pd.DataFrame:
                 "category": category,
                 "correct": i < k,
                 "parse_failed": i == n - 1,
-                "think_format": 0,
+                "think_format": i % 2 == 0,
                 "answer": "A",
                 "huatuo_first": "A" if i < k - 1 else "B",
                 "huatuo_last": "A" if i < k else "B",
@@ -178,34 +181,43 @@ def hand_made() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_summary_counts_accuracy_and_seeded_bootstrap_ci():
-    s = SummarySchema.validate(summarise(hand_made(), n_boot=4000, seed=0))
+@pytest.mark.parametrize(
+    "k, n, low, high",
+    [(0, 4, 0.0, 0.4899), (4, 4, 0.5101, 1.0), (5, 10, 0.2366, 0.7634), (8, 10, 0.4902, 0.9433), (1, 5, 0.0362, 0.6245), (17, 30, 0.3920, 0.7262)],
+)
+def test_wilson_interval_matches_known_values_and_scipy(k, n, low, high):
+    got = wilson_ci(k, n)
+    assert got == pytest.approx((low, high), abs=1e-4)
+    ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert got == pytest.approx((ref.low, ref.high), abs=1e-12)
+    assert np.isnan(wilson_ci(0, 0)).all()
+
+
+def test_summary_counts_accuracy_and_wilson_ci():
+    s = SummarySchema.validate(summarise(hand_made()))
     get = s[s["scorer"] == "medreg"].set_index(["benchmark", "category"])
-    assert get.loc[("b1", "knowledge"), ["n", "correct"]].tolist() == [10, 8]
-    assert get.loc[("all", "all"), ["n", "correct", "parse_failed"]].tolist() == [30, 17, 4]
+    assert get.loc[("b1", "knowledge"), ["n", "n_correct"]].tolist() == [10, 8]
+    assert get.loc[("all", "all"), ["n", "n_correct", "parse_failures"]].tolist() == [30, 17, 4]
     assert get.loc[("all", "reasoning"), "accuracy"] == pytest.approx(4 / 15)
-    lo, hi = get.loc[("all", "all"), ["ci_low", "ci_high"]]
-    se = np.sqrt(17 / 30 * 13 / 30 / 30)
-    assert lo == pytest.approx(17 / 30 - 1.96 * se, abs=0.03) and hi == pytest.approx(17 / 30 + 1.96 * se, abs=0.03)
-    assert get.loc[("b2", "knowledge"), ["ci_low", "ci_high"]].tolist() == [1.0, 1.0]
-    # every cell against counts written out by hand: (n, correct, parse_failed) per benchmark x category, 'all' pooled
+    assert get.loc[("all", "all"), ["ci_low", "ci_high"]].tolist() == pytest.approx([0.3920, 0.7262], abs=1e-4)  # Wilson, 17 of 30
+    # 5 of 5: a percentile bootstrap would collapse to [1, 1]; Wilson keeps the uncertainty of 5 answers
+    assert get.loc[("b2", "knowledge"), ["ci_low", "ci_high"]].tolist() == pytest.approx([0.5655, 1.0], abs=1e-4)
+    assert get.loc[("b1", "knowledge"), "think_format_share"] == 0.5 and get.loc[("b2", "knowledge"), "think_format_share"] == 0.6
+    # every cell against counts written out by hand: (n, n_correct, parse_failures) per benchmark x category, 'all' pooled
     hand = {("b1", "knowledge"): (10, 8, 1), ("b1", "reasoning"): (10, 3, 1), ("b2", "knowledge"): (5, 5, 1), ("b2", "reasoning"): (5, 1, 1),
             ("b1", "all"): (20, 11, 2), ("b2", "all"): (10, 6, 2), ("all", "knowledge"): (15, 13, 2), ("all", "reasoning"): (15, 4, 2),
             ("all", "all"): (30, 17, 4)}  # fmt: skip
-    assert {k: tuple(v) for k, v in get[["n", "correct", "parse_failed"]].iterrows()} == hand
+    assert {k: tuple(v) for k, v in get[["n", "n_correct", "parse_failures"]].iterrows()} == hand
     assert get["accuracy"].to_dict() == pytest.approx({k: c / n for k, (n, c, _) in hand.items()})
     assert ((get["ci_low"] <= get["accuracy"]) & (get["accuracy"] <= get["ci_high"])).all()
+    assert {k: (r.ci_low, r.ci_high) for k, r in get.iterrows()} == {k: wilson_ci(c, n) for k, (n, c, _) in hand.items()}
     # HuatuoGPT-o1's scoring of the same completions: the better of first-match and last-match accuracy per cell
     huatuo = s[s["scorer"] == "huatuo"].set_index(["benchmark", "category"])
-    assert (huatuo["match"] == "last").all() and huatuo["correct"].to_dict() == {k: c for k, (_, c, _) in hand.items()}
-    assert huatuo["parse_failed"].to_dict() == {k: p for k, (_, _, p) in hand.items()}  # one closest-string guess per cell
+    assert (huatuo["match"] == "last").all() and huatuo["n_correct"].to_dict() == {k: c for k, (_, c, _) in hand.items()}
+    assert huatuo["parse_failures"].to_dict() == {k: p for k, (_, _, p) in hand.items()}  # one closest-string guess per cell
     flipped = hand_made().rename(columns={"huatuo_first": "huatuo_last", "huatuo_last": "huatuo_first"})
-    h = summarise(flipped, n_boot=100, seed=0).query("scorer == 'huatuo'").set_index(["benchmark", "category"])
-    assert (h["match"] == "first").all() and h["correct"].equals(huatuo["correct"])
-    other = summarise(hand_made(), n_boot=4000, seed=1).query("scorer == 'medreg'").set_index(["benchmark", "category"])
-    assert other[["n", "correct"]].equals(get[["n", "correct"]]) and not other[["ci_low", "ci_high"]].equals(
-        get[["ci_low", "ci_high"]]
-    )  # the seed seeds the CIs
+    h = summarise(flipped).query("scorer == 'huatuo'").set_index(["benchmark", "category"])
+    assert (h["match"] == "first").all() and h["n_correct"].equals(huatuo["n_correct"])
 
 
 def test_gap_and_significance_tests_match_direct_computation():
@@ -219,6 +231,23 @@ def test_gap_and_significance_tests_match_direct_computation():
     assert g["p_cmh"] == pytest.approx(stats.chi2.sf((abs(num) - 0.5) ** 2 / var, 1))
     same = hand_made().assign(correct=True)
     assert np.isnan(cmh_pvalue(same))  # every answer right: no variance, no test (NaN), never a false positive
+
+
+def test_eval_metrics_are_flat_results_with_their_cis():
+    preds = hand_made()
+    summary, g = summarise(preds), gaps(preds, n_boot=2000, seed=0)
+    m = eval_metrics(summary, g)["m"]
+    assert list(m) == [
+        "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "knowledge", "reasoning", "gap", "gap_ci_low", "gap_ci_high", "huatuo",
+        "think_format_share",
+    ]  # fmt: skip
+    assert json.loads(json.dumps(m)) == m  # plain JSON numbers, rounded to 4 decimals
+    assert (m["n"], m["accuracy"], m["accuracy_ci_low"], m["accuracy_ci_high"]) == (30, 0.5667, 0.392, 0.7262)
+    assert (m["knowledge"], m["reasoning"], m["gap"], m["huatuo"], m["think_format_share"]) == (0.8667, 0.2667, 0.6, 0.5667, 0.5333)
+    assert (m["gap_ci_low"], m["gap_ci_high"]) == (round(g["gap_ci_low"][0], 4), round(g["gap_ci_high"][0], 4)) and 0.2 < m["gap_ci_low"] < 0.6
+    only_knowledge = preds[preds["category"] == "knowledge"]
+    k = eval_metrics(summarise(only_knowledge), gaps(only_knowledge, n_boot=100, seed=0))["m"]
+    assert (k["knowledge"], k["reasoning"], k["gap"], k["gap_ci_low"]) == (0.8667, None, None, None)  # no reasoning question: no gap
 
 
 def test_cache_file_is_plain_jsonl(tmp_path):

@@ -5,6 +5,7 @@ import json
 import re
 import time
 
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -28,7 +29,7 @@ def _data(rev, timestamp, seed, threshold, accuracy=None, error=None):
         },
         "registry/models.yaml": {"data": {"models": {"m1": {"size": "135M"}}}},
     }
-    metrics = {} if accuracy is None else {"data/metrics/eval.json": {"data": {"m1": {"all": accuracy, "n": 24}}}}
+    metrics = {} if accuracy is None else {"data/metrics/eval.json": {"data": {"m1": {"accuracy": accuracy, "n": 24}}}}
     if error:
         metrics["data/metrics/robustness.json"] = {"error": {"msg": error, "type": "FileNotFoundError"}}
     return {"rev": rev, "timestamp": timestamp, "params": params, "metrics": metrics, "deps": {}, "outs": {}, "meta": {}}
@@ -78,7 +79,7 @@ def test_flatten_rows_columns_and_types():
     assert df["params.evaluate.models"][0] == '["m1", "m2"]' and df["params.evaluate.runtime.vllm"][0] == "{}"
     assert df["params.classifier.threshold"].tolist()[1:3] == ["tune", "0.7"]
     assert df["params.registry/models.yaml:models.m1.size"][0] == "135M"
-    accuracy = df["metrics.data/metrics/eval.json:m1.all"]
+    accuracy = df["metrics.data/metrics/eval.json:m1.accuracy"]
     assert str(accuracy.dtype) == "float64" and accuracy.tolist()[:4] == [0.5, 0.5, 0.75, 0.625] and accuracy.isna()[4]
     assert str(df["metrics.data/metrics/eval.json:m1.n"].dtype) == "Int64"
     assert not any(c.startswith("metrics.data/metrics/robustness.json") for c in df.columns)  # an unreadable file has no columns
@@ -100,7 +101,7 @@ def test_query_sees_experiments_on_the_sealed_database(sealed_db, monkeypatch):
     monkeypatch.setattr(experiments, "frame", lambda root, *a: experiments.flatten(RECORDS, BASE))
     before = hashlib.md5(sealed_db.read_bytes()).hexdigest()
     sql = (
-        'select experiment, status, "params.evaluate.bootstrap.seed" seed, "metrics.data/metrics/eval.json:m1.all" acc '
+        'select experiment, status, "params.evaluate.bootstrap.seed" seed, "metrics.data/metrics/eval.json:m1.accuracy" acc '
         "from experiments where kind = 'experiment' order by seed"
     )
     out = CliRunner().invoke(main, ["query", "--db", str(sealed_db), "--format", "json", sql])
@@ -134,13 +135,14 @@ def test_experiments_command_changed_columns_and_out(tmp_path, monkeypatch):
         *experiments.FIXED,
         "params.evaluate.bootstrap.seed",
         "params.classifier.threshold",
-        "metrics.data/metrics/eval.json:m1.all",
+        "metrics.data/metrics/eval.json:m1.accuracy",
     }
     assert rows[3]["timestamp"] == "2026-01-02T11:00:01"
-    out = CliRunner().invoke(main, ["experiments", "--out", str(tmp_path / "e.parquet")])
+    out = CliRunner().invoke(main, ["experiments", "-o", str(tmp_path / "e.parquet")])  # every column in a file
     assert out.exit_code == 0 and "7 rows" in out.output
+    assert set(pq.read_schema(tmp_path / "e.parquet").names) > set(rows[0])
     out = CliRunner().invoke(main, ["experiments", "--out", str(tmp_path / "e.txt")])
-    assert out.exit_code == 2 and "must end in" in out.output
+    assert out.exit_code == 2 and "names no format" in out.output
 
 
 def test_collect_outside_a_dvc_project_is_refused(tmp_path):
@@ -175,8 +177,10 @@ def test_queued_sweep_shows_in_sql(demo):
             time.sleep(5)
         print(f"queued sweep of 2: {time.monotonic() - start:.0f} s")
         sql = """select experiment, status, "params.evaluate.bootstrap.seed" seed,
-                 "metrics.data/metrics/eval.json:smollm2-135m-instruct.all" acc,
-                 "metrics.data/metrics/robustness.json:smollm2-135m-sft.all.took_bait" bait
+                 "metrics.data/metrics/eval.json:smollm2-135m-instruct.accuracy" acc,
+                 "metrics.data/metrics/eval.json:smollm2-135m-instruct.gap_ci_low" gap_low,
+                 "metrics.data/metrics/robustness.json:smollm2-135m-sft.all.took_bait_share" bait,
+                 "metrics.data/metrics/robustness.json:smollm2-135m-sft.all.drop_ci_high" drop_high
                  from experiments where kind = 'experiment' and experiment like 'medreg-seed%' order by seed"""
         out = run(["medreg", "query", "--format", "json", sql], demo)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -187,7 +191,7 @@ def test_queued_sweep_shows_in_sql(demo):
         for log in logs.values():  # it starts from the workspace's outputs: what reads the seed re-runs (build_db if they changed)
             ran = set(re.findall(r"Running stage '([^']+)'", log))
             assert {"summarise", "robustness"} <= ran <= {"summarise", "robustness", "build_db"}, log[-3000:]
-        assert all(isinstance(r["acc"], float) and isinstance(r["bait"], float) for r in rows), rows
+        assert all(isinstance(r[k], float) for r in rows for k in ("acc", "gap_low", "bait", "drop_high")), rows  # results, with CIs
         workspace = json.loads(
             run(
                 ["medreg", "query", "--format", "json", "select \"params.evaluate.bootstrap.seed\" seed from experiments where kind = 'workspace'"],

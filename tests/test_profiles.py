@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from registry import catalog, trainers
 from registry.cli import main
-from registry.params import PROFILES, _override_value, load_params, profile_overrides
+from registry.params import PROFILES, load_params, override_value, profile_overrides
 
 from .conftest import ROOT
 
@@ -49,14 +49,14 @@ def test_the_rehearsal_is_the_paper_profile_with_only_models_steps_batches_and_b
     assert rehearsal.sft.lr_scheduler == paper.sft.lr_scheduler and rehearsal.grpo.loss_type == paper.grpo.loss_type
 
 
-def test_override_values_survive_hydras_grammar(tmp_path):
+def testoverride_values_survive_hydras_grammar(tmp_path):
     from dvc.utils.hydra import apply_overrides
 
     params = tmp_path / "params.yaml"
     params.write_text("a: {b: 1, c: x}\n")
     values = {"s": "accelerate launch --config_file registry/accelerate/zero3.yaml", "q": "it's \\ odd", "t": "true", "n": None,
               "f": 0.25, "l": ["m-1", "m.2"], "d": {"k": [1, 2]}, "e": {}, "name": "smollm2-135m-sft"}  # fmt: skip
-    apply_overrides(params, [f"+{k}={_override_value(v)}" for k, v in values.items()])
+    apply_overrides(params, [f"+{k}={override_value(v)}" for k, v in values.items()])
     assert yaml.safe_load(params.read_text()) == {"a": {"b": 1, "c": "x"}, **values}
 
 

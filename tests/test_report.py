@@ -172,7 +172,7 @@ def check_rendered_report(project: Path, tmp: Path) -> None:
     table = dom.find("table", id="summary-table")
     for r in summary.itertuples():
         cell = table.find("td", data_model=r.model, data_benchmark=r.benchmark, data_category=r.category).text()
-        assert f"{r.accuracy:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" in cell and f"{r.correct}/{r.n}" in cell, cell
+        assert f"{r.accuracy:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" in cell and f"{r.n_correct}/{r.n}" in cell, cell
     gaps = dom.find("table", id="gaps-table")
     for r in load("gaps", project).itertuples():
         row = gaps.find("tr", data_model=r.model).text()
