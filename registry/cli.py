@@ -653,6 +653,20 @@ def pull(targets: tuple[str, ...], remote: str | None, jobs: int | None) -> None
     publish.pull(project_root(), list(targets), remote, jobs)
 
 
+def _split(root: Path, rev: str | None, repo: str | None) -> tuple[Any, str]:
+    """The reasoning/knowledge split (a pyarrow Table) and its version: a tag or commit of a registry, or the workspace's."""
+    import pyarrow.parquet as pq
+
+    from registry import api, catalog, publish
+
+    if rev or repo:
+        return api.read_split(repo or str(root), rev), rev or "HEAD"
+    path = catalog.dataset_path("splits", root)
+    if not path.exists():
+        raise MedregError(f"{path} is missing: run `dvc repro label` or `medreg pull {api.split_path()}`")
+    return pq.read_table(path), publish.version_of(root)
+
+
 @main.command("export-hf")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--rev", help="Version of the split to export (a tag, branch or commit; default: the workspace's file).")
@@ -677,19 +691,10 @@ def export_hf(out: Path, rev: str | None, repo: str | None, include_restricted: 
     """
     if include_restricted and drop_restricted:
         raise click.UsageError("give one of --include-restricted and --drop-restricted")
-    import pyarrow.parquet as pq
-
-    from registry import api, catalog, publish
+    from registry import publish
 
     root = project_root()
-    if rev or repo:
-        table = api.read_split(repo or str(root), rev)
-        version = rev or "HEAD"
-    else:
-        path = catalog.dataset_path("splits", root)
-        if not path.exists():
-            raise MedregError(f"{path} is missing: run `dvc repro label` or `medreg pull {api.split_path()}`")
-        table, version = pq.read_table(path), publish.version_of(root)
+    table, version = _split(root, rev, repo)
     restricted_rows = "include" if include_restricted else "drop" if drop_restricted else "refuse"
     counts = publish.export_hf(table, out, version, repo or root.name, restricted_rows)
     for benchmark, c in counts.items():
@@ -728,19 +733,10 @@ def export_(
     """
     if include_restricted and drop_restricted:
         raise click.UsageError("give one of --include-restricted and --drop-restricted")
-    import pyarrow.parquet as pq
-
-    from registry import api, catalog, interop, publish
+    from registry import interop, publish
 
     root = project_root()
-    if rev or repo:
-        table = api.read_split(repo or str(root), rev)
-        version = rev or "HEAD"
-    else:
-        path = catalog.dataset_path("splits", root)
-        if not path.exists():
-            raise MedregError(f"{path} is missing: run `dvc repro label` or `medreg pull {api.split_path()}`")
-        table, version = pq.read_table(path), publish.version_of(root)
+    table, version = _split(root, rev, repo)
     known = sorted(table.column("benchmark").unique().to_pylist())
     wanted = [b.strip() for b in benchmarks.split(",") if b.strip()] if benchmarks else known
     found = publish.restricted([b for b in wanted if b in known])

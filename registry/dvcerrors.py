@@ -23,6 +23,8 @@ from pathlib import Path
 from registry.errors import MedregError
 
 LOGGERS = ("dvc", "dvc_objects", "dvc_data")
+# DVC's warnings that say nothing to act on: a `--temp` experiment's outputs of stages the workspace does not have
+HARMLESS = re.compile(r"No file hash info found for .*/\.dvc/tmp/exps/.*It won't be created")
 DASH = " — "  # between what failed and the next step
 
 S3_DOWN = "start the S3 server: `medreg s3 start` (or `make s3-up`); another endpoint: `dvc remote modify s3 endpointurl URL`"
@@ -242,7 +244,8 @@ def run_dvc(
         sys.stdout.write("".join(shown))
         sys.stdout.flush()
         for w in others:
-            print(f"warning: {w}", file=sys.stderr)
+            if not HARMLESS.search(w):
+                print(f"warning: {w}", file=sys.stderr)
         return
     message = errors[0] if errors else f"{what} exited with status {code}"
     notes = [n for level, lines in records if level == "NOTE" for n in lines]

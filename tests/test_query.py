@@ -163,3 +163,16 @@ def test_table_format_cuts_wide_cells(workdir, monkeypatch):
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert len(lines) == 4 and "..." in out.output and max(map(len, lines)) < 200
+
+
+def test_lineage_lists_only_the_stages_dvc_yaml_still_has():
+    """dvc.lock keeps the entry of a stage removed from dvc.yaml; the lineage table does not list it."""
+    lock = {
+        "stages": {
+            "kept": {"deps": [{"path": "a.csv", "md5": "1"}], "params": {"params.yaml": {"k": 1}}, "outs": [{"path": "b.parquet", "md5": "2"}]},
+            "evaluate@gone": {"deps": [{"path": "b.parquet", "md5": "2"}], "outs": [{"path": "c.parquet", "md5": "3"}]},
+        }
+    }
+    rows = db.lineage(lock, {"kept"})
+    assert {r[0] for r in rows} == {"kept"} and {(r[3], r[4]) for r in rows} == {("a.csv", "dep"), ("params.yaml:k", "param")}
+    assert {r[0] for r in db.lineage(lock)} == {"kept", "evaluate@gone"}  # no filter: every locked stage (the report's use)

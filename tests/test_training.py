@@ -192,3 +192,16 @@ def test_live_ends_when_a_parallel_experiment_removed_the_signal_file(tmp_path, 
         else:
             live.end()
         assert json.loads((tmp_path / name / "metrics.json").read_text())["loss"] == 1.0
+
+
+def test_dvclive_logs_leave_wall_clock_metrics_out(tmp_path):
+    """The committed DVCLive logs must rebuild byte for byte: runtime, throughput and step time go to `timings`, not there."""
+    from registry.live import Live, is_timing
+
+    with Live(dir=str(tmp_path), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        for name in ("loss", "train/runtime", "train/samples_per_second", "step_time", "tokens_per_second", "rewards/accuracy/mean"):
+            live.log_metric(name, 1.5)
+        live.next_step()
+    logged = {p.relative_to(tmp_path / "plots/metrics").as_posix() for p in (tmp_path / "plots/metrics").rglob("*.tsv")}
+    assert logged == {"loss.tsv", "rewards/accuracy/mean.tsv"}
+    assert not is_timing("grad_norm") and is_timing("train/steps_per_second")
