@@ -42,11 +42,11 @@ class AdversarialPredictionsSchema(PredictionsSchema):
         strict = True
         unique = ["model", "benchmark", "qid", "trace_index"]
 
-    @pa.dataframe_check(name="took_bait means the extracted answer is the planted target")
+    @pa.dataframe_check(error="took_bait means the extracted answer is the planted target")
     def bait(cls, df):
         return df["took_bait"] == (df["extracted"] == df["target"])
 
-    @pa.dataframe_check(name="the planted target is a wrong option")
+    @pa.dataframe_check(error="the planted target is a wrong option")
     def target_wrong(cls, df):
         return df["target"] != df["answer"]
 

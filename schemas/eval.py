@@ -55,11 +55,11 @@ class PredictionsSchema(pa.DataFrameModel):
         strict = True
         unique = ["model", "benchmark", "qid"]
 
-    @pa.dataframe_check(name="correct means the extracted answer equals the gold answer")
+    @pa.dataframe_check(error="correct means the extracted answer equals the gold answer")
     def graded(cls, df):
         return df["correct"] == (df["extracted"] == df["answer"])
 
-    @pa.dataframe_check(name="parse_failed rows have no extracted answer")
+    @pa.dataframe_check(error="parse_failed rows have no extracted answer")
     def flagged(cls, df):
         return ~(df["parse_failed"] & df["extracted"].notna())
 
@@ -96,7 +96,7 @@ class SummarySchema(pa.DataFrameModel):
         strict = True
         unique = ["model", "benchmark", "category", "scorer"]
 
-    @pa.dataframe_check(name="ci_low <= accuracy <= ci_high")
+    @pa.dataframe_check(error="ci_low <= accuracy <= ci_high")
     def ci_brackets(cls, df):
         return (df["ci_low"] <= df["accuracy"] + 1e-12) & (df["accuracy"] <= df["ci_high"] + 1e-12)
 

@@ -64,15 +64,15 @@ class QuestionsSchema(pa.DataFrameModel):
         ordered = True
         unique = ["benchmark", "qid"]
 
-    @pa.check("question", name="non-empty, stripped, NFC text")
+    @pa.check("question", error="non-empty, stripped, NFC text")
     def question_clean(cls, s: Series[str]) -> Series[bool]:
         return s.map(_is_clean)
 
-    @pa.check("context", name="stripped, NFC text")
+    @pa.check("context", error="stripped, NFC text")
     def context_clean(cls, s: Series[str]) -> Series[bool]:
         return s.map(lambda t: t is None or pd.isna(t) or _is_clean(t))
 
-    @pa.check("options", name="letter->text mapping: keys single letters A-Z, texts stripped and NFC")
+    @pa.check("options", error="letter->text mapping: keys single letters A-Z, texts stripped and NFC")
     def options_clean(cls, s: Series[object]) -> Series[bool]:
         def ok(opts: object) -> bool:
             return isinstance(opts, dict) and all(
@@ -81,11 +81,11 @@ class QuestionsSchema(pa.DataFrameModel):
 
         return s.map(ok)
 
-    @pa.dataframe_check(name="n_options equals the number of options")
+    @pa.dataframe_check(error="n_options equals the number of options")
     def n_options_matches(cls, df: pd.DataFrame) -> Series[bool]:
         return df["options"].map(lambda o: len(o) if isinstance(o, dict) else -1) == df["n_options"]
 
-    @pa.dataframe_check(name="answer is one of the option letters")
+    @pa.dataframe_check(error="answer is one of the option letters")
     def answer_in_options(cls, df: pd.DataFrame) -> Series[bool]:
         pairs = zip(df["answer"], df["options"], strict=True)
         return pd.Series([isinstance(o, dict) and a in o for a, o in pairs], index=df.index)

@@ -47,13 +47,13 @@ class TrainingRowsSchema(pa.DataFrameModel):
         strict = True
         unique = ["dataset", "qid"]
 
-    @pa.dataframe_check(name="answer is one of the option letters")
+    @pa.dataframe_check(error="answer is one of the option letters")
     def answer_in_options(cls, df: pd.DataFrame) -> Series[bool]:
         """Free-text rows have neither options nor an answer letter."""
         rows = zip(df["answer_format"], df["answer"], df["options"], strict=True)
         return pd.Series([(o is None and pd.isna(a)) if f == "free_text" else isinstance(o, dict) and a in o for f, a, o in rows], index=df.index)
 
-    @pa.dataframe_check(name="sft rows have reasoning")
+    @pa.dataframe_check(error="sft rows have reasoning")
     def sft_reasoning(cls, df: pd.DataFrame) -> Series[bool]:
         return (df["kind"] != "sft") | df["reasoning"].notna()
 

@@ -157,3 +157,13 @@ def test_describe_in_medreg_query_shows_the_column_comments():
     for columns, rows in described:
         assert columns[-1] == "comment" and [(r[0], r[-1]) for r in rows] == [("a", "what a is"), ("b", None)]
     assert listed[0] == ["name"]  # not a table's description: unchanged
+
+
+def test_a_check_reports_its_message_whichever_model_is_built_first():
+    """A subclass built before its parent (or after) reports the same check text: refusals do not depend on build order."""
+    from schemas.eval import PredictionsSchema
+    from schemas.training import SelectedSchema, TrainingRowsSchema
+
+    texts = [{c.error for c in m.to_schema().checks} for m in (SelectedSchema, TrainingRowsSchema, PredictionsSchema)]
+    assert {"answer is one of the option letters", "sft rows have reasoning"} <= texts[0] & texts[1]
+    assert "correct means the extracted answer equals the gold answer" in {c.error for c in PredictionsSchema.to_schema().checks}

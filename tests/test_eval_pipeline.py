@@ -64,7 +64,7 @@ def test_demo_eval_writes_validated_predictions_and_sql_matches_a_recount(demo):
         # HuatuoGPT-o1's scorer on the same completions: the better of its first and last matches
         huatuo = sql(demo, cell + " and scorer = 'huatuo'").iloc[0]
         first, last = (g["huatuo_first"] == g["answer"]).sum(), (g["huatuo_last"] == g["answer"]).sum()
-        assert (huatuo["correct"], huatuo["match"]) == (max(first, last), "first" if first > last else "last")
+        assert (huatuo["n_correct"], huatuo["match"]) == (max(first, last), "first" if first > last else "last")
         assert huatuo["parse_failures"] == (g["huatuo_rule"] == "closest string").sum()
     assert preds["correct"].dtype == bool and preds["parse_failed"].dtype == bool and preds["think_format"].dtype == bool
     metrics = json.loads((demo / "data/metrics/eval.json").read_text())[MODEL]
