@@ -12,26 +12,18 @@ from registry.errors import MedregError, run_stage
 from registry.params import load_params
 
 
-def pipeline() -> tuple[set[str], set[str]]:
-    """The stages of dvc.yaml, and the outputs kept in git, not the DVC cache (metrics, plots), plus this stage's own.
-
-    The lineage lists only those stages (dvc.lock keeps entries of stages since removed from dvc.yaml) and leaves
-    those outputs out, so the database holds only what reproduces byte for byte, and a fresh clone rebuilds the very
-    file that was pushed.
-    """
-    from dvc.repo import Repo
-
-    with Repo(".") as repo:
-        stages = {stage.addressing for stage in repo.index.stages}
-        uncached = {str(o.def_path) for o in repo.index.outs if not o.use_cache} | {catalog.dataset_path("results_db").as_posix()}
-    return stages, uncached
+def current(stage: str, models: dict[str, list[str]]) -> bool:
+    """False for a stage of a model no longer in its params list (the lock keeps `evaluate@<model>` of a dropped model)."""
+    name, _, item = stage.partition("@")
+    return not item or item in models.get(name, [item])
 
 
 def main() -> None:
     """Build the results database from the datasets that declare a `table` (per-model ones: one file per model).
 
     The `lineage` table comes from dvc.lock, which `dvc repro` has updated for every stage before this one; it is not
-    a declared dependency (this stage's own run rewrites it), so it is as fresh as the last build.
+    a declared dependency (this stage's own run rewrites it), so it is as fresh as the last build. Every output it
+    lists reproduces byte for byte (timings are kept out of the metrics), so the database does too.
     """
     params = load_params()
     models = {"evaluate": params.evaluate.models, "adversarial": params.adversarial.models}
@@ -48,8 +40,9 @@ def main() -> None:
         raise MedregError(f"missing: {', '.join(missing)}: run their stages first (`dvc repro`)")
     path = catalog.dataset_path("results_db")
     lock = Path("dvc.lock")  # as `dvc repro` leaves it: every stage before this one is recorded
-    stages, uncached = pipeline()
-    rows = db.lineage(yaml.safe_load(lock.read_text()), stages, skip=uncached) if lock.exists() else []
+    locked = yaml.safe_load(lock.read_text()) if lock.exists() else {}
+    stages = {s for s in locked.get("stages") or {} if current(s, models)}
+    rows = db.lineage(locked, stages, skip={path.as_posix()}) if locked else []  # not this stage's own previous output
     try:
         counts = db.build(path, sources, catalog.views(), rows, db.catalog_docs())  # descriptions: schemas/ fields, datasets.yaml
     finally:

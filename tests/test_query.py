@@ -176,3 +176,11 @@ def test_lineage_lists_only_the_stages_dvc_yaml_still_has():
     rows = db.lineage(lock, {"kept"})
     assert {r[0] for r in rows} == {"kept"} and {(r[3], r[4]) for r in rows} == {("a.csv", "dep"), ("params.yaml:k", "param")}
     assert {r[0] for r in db.lineage(lock)} == {"kept", "evaluate@gone"}  # no filter: every locked stage (the report's use)
+
+
+def test_the_lineage_leaves_out_stages_of_models_no_longer_evaluated():
+    from stages.build_db import current
+
+    models = {"evaluate": ["a", "b"], "adversarial": ["a"]}
+    stages = ("ingest", "evaluate@a", "evaluate@gone", "adversarial@b", "adversarial@a")
+    assert [current(s, models) for s in stages] == [True, True, False, False, True]
